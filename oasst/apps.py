@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class OasstConfig(AppConfig):
+    name = "oasst"
+    verbose_name = "OASST"
+
+    def ready(self) -> None:
+        from oasst.schedule import beat_schedule_mirror_after_migrate
+
+        post_migrate.connect(beat_schedule_mirror_after_migrate, sender=self)

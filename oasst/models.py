@@ -1,0 +1,34 @@
+"""Users of the platform: contributors, moderators, researchers."""
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+
+from oasst.languages import validate_language
+
+
+class User(AbstractUser):
+    display_name = models.CharField(max_length=64, blank=True)
+    preferred_language = models.CharField(max_length=16, default="en", validators=[validate_language])
+    tos_accepted_at = models.DateTimeField(null=True, blank=True)
+    show_on_leaderboard = models.BooleanField(default=True)
+    is_banned = models.BooleanField(default=False)
+    ban_reason = models.TextField(blank=True)
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    streak_days = models.PositiveIntegerField(default=0)
+    streak_last_day_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the current streak last gained a day."
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["last_activity_at"], name="user_last_activity_idx")]
+
+    def __str__(self) -> str:
+        return self.public_name
+
+    @property
+    def public_name(self) -> str:
+        return self.display_name or self.username
+
+    @property
+    def has_accepted_tos(self) -> bool:
+        return self.tos_accepted_at is not None

@@ -1,0 +1,1 @@
+"""Rankings, consensus, scoring and the leaderboard."""

@@ -1,0 +1,1 @@
+"""Conversation trees, messages, the task queue and reviews."""

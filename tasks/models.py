@@ -1,0 +1,1 @@
+"""Models: added with the task queue."""

@@ -1,0 +1,84 @@
+"""Fixtures shared by every test."""
+
+import os
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from tests.factories import AdminFactory, UserFactory
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the browser tests' live server
+
+
+@pytest.fixture(autouse=True)
+def _eager_jobs(settings):
+    """Jobs run in-process in tests, also when REDIS_URL points at a real broker (CI); the tests
+    marked `broker` start a real worker instead."""
+    from oasst.celery import app
+
+    app.conf.task_always_eager = True
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+def pytest_collection_modifyitems(config, items):
+    on_postgres = os.environ.get("DATABASE_URL", "").startswith(("postgres", "pgsql"))
+    has_broker = bool(os.environ.get("REDIS_URL"))
+    for item in items:
+        if "postgres" in item.keywords and not on_postgres:
+            item.add_marker(pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)"))
+        if "broker" in item.keywords and not has_broker:
+            item.add_marker(pytest.mark.skip(reason="needs a Celery broker (set REDIS_URL)"))
+
+
+def pytest_report_header(config):
+    url = os.environ.get("DATABASE_URL", "")
+    database = "PostgreSQL" if url.startswith(("postgres", "pgsql")) else "SQLite"
+    broker = "Redis" if os.environ.get("REDIS_URL") else "none (Celery eager)"
+    return [f"oasst: database {database}, broker {broker}"]
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def admin_user(db):
+    return AdminFactory()
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+@pytest.fixture
+def user_api(user):
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def database_vendor(db):
+    return connection.vendor
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {
+        **browser_type_launch_args,
+        "executable_path": "/usr/bin/chromium",
+        "headless": True,
+        "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"],
+    }

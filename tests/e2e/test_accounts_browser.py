@@ -1,0 +1,23 @@
+"""A person logs in and out through the real pages in Chromium."""
+
+import pytest
+
+from tests.factories import PASSWORD, UserFactory
+
+
+@pytest.mark.django_db(transaction=True)
+def test_log_in_and_out_in_the_browser(live_server, page, screenshot, console_errors):
+    user = UserFactory(username="ada", display_name="Ada L.")
+    page.goto(live_server.url + "/")
+    screenshot("home")
+    page.get_by_role("link", name="Log in").first.click()
+    page.get_by_label("Login").fill(user.email)
+    page.get_by_label("Password:", exact=True).fill(PASSWORD)
+    screenshot("login")
+    page.get_by_role("button", name="Sign In").click()
+    page.wait_for_url(live_server.url + "/")
+    assert page.get_by_text("Ada L.").is_visible()
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url(live_server.url + "/")
+    assert page.get_by_role("link", name="Log in").first.is_visible()
+    assert console_errors == []

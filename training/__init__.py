@@ -1,0 +1,1 @@
+"""Export readers, the reward model, PPO and training runs."""
