@@ -66,6 +66,9 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
 ]
 
+if env.bool("SQL_COUNT_HEADER", False):  # benchmarks read the statements per request from a header
+    MIDDLEWARE.insert(1, "oasst.middleware.SqlCountHeaderMiddleware")
+
 ROOT_URLCONF = "oasst.urls"
 WSGI_APPLICATION = "oasst.wsgi.application"
 SITE_ID = 1
@@ -121,6 +124,45 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # The schedule lives here, in code; oasst.schedule mirrors it into django-celery-beat's tables.
 CELERY_BEAT_SCHEDULE = {
     "sessions-clear": {"task": "oasst.sessions_clear", "schedule": 24 * 3600.0},
+    "tasks-expire": {"task": "tasks.expire_tasks", "schedule": 300.0},
+    "lottery-activate": {"task": "tasks.lottery_activate", "schedule": 300.0},
+    "scoring-retry": {"task": "ranking.scoring_retry", "schedule": 600.0},
+}
+
+# The tree manager's settings (SPEC defaults); each is overridable as OASST_<NAME in capitals>.
+OASST = {
+    "max_active_trees": env.int("OASST_MAX_ACTIVE_TREES", 10, minimum=1),
+    "max_initial_prompt_review": env.int("OASST_MAX_INITIAL_PROMPT_REVIEW", 100, minimum=1),
+    "max_tree_depth": env.int("OASST_MAX_TREE_DEPTH", 3, minimum=1),
+    "max_children_count": env.int("OASST_MAX_CHILDREN_COUNT", 3, minimum=1),
+    "num_prompter_replies": env.int("OASST_NUM_PROMPTER_REPLIES", 1, minimum=1),
+    "goal_tree_size": env.int("OASST_GOAL_TREE_SIZE", 12, minimum=2),
+    "num_reviews_initial_prompt": env.int("OASST_NUM_REVIEWS_INITIAL_PROMPT", 3, minimum=1),
+    "num_reviews_reply": env.int("OASST_NUM_REVIEWS_REPLY", 3, minimum=1),
+    "num_required_rankings": env.int("OASST_NUM_REQUIRED_RANKINGS", 3, minimum=1),
+    "acceptance_threshold": env.float("OASST_ACCEPTANCE_THRESHOLD", 0.6, minimum=0, maximum=1),
+    "p_full_labeling_review_prompt": env.float("OASST_P_FULL_LABELING_REVIEW_PROMPT", 1.0, minimum=0, maximum=1),
+    "p_full_labeling_review_reply_assistant": env.float(
+        "OASST_P_FULL_LABELING_REVIEW_REPLY_ASSISTANT", 1.0, minimum=0, maximum=1),
+    "p_full_labeling_review_reply_prompter": env.float(
+        "OASST_P_FULL_LABELING_REVIEW_REPLY_PROMPTER", 0.1, minimum=0, maximum=1),
+    "p_lonely_child_extension": env.float("OASST_P_LONELY_CHILD_EXTENSION", 0.75, minimum=0, maximum=1),
+    "lonely_children_count": env.int("OASST_LONELY_CHILDREN_COUNT", 2, minimum=1),
+    "auto_mod_enabled": env.bool("OASST_AUTO_MOD_ENABLED", True),
+    "auto_mod_red_flags": env.int("OASST_AUTO_MOD_RED_FLAGS", 4, minimum=1),
+    "auto_mod_max_skip_reply": env.int("OASST_AUTO_MOD_MAX_SKIP_REPLY", 25, minimum=1),
+    "task_valid_for_seconds": env.int("OASST_TASK_VALID_FOR_SECONDS", 2 * 24 * 3600, minimum=60),
+    "max_pending_tasks_per_user": env.int("OASST_MAX_PENDING_TASKS_PER_USER", 8, minimum=1),
+    "pending_tasks_window_seconds": env.int("OASST_PENDING_TASKS_WINDOW_SECONDS", 300, minimum=1),
+    "max_text_length": env.int("OASST_MAX_TEXT_LENGTH", 2000, minimum=1),
+    "duplicate_text_window_minutes": env.int("OASST_DUPLICATE_TEXT_WINDOW_MINUTES", 120, minimum=0),
+    "rank_prompter_replies": env.bool("OASST_RANK_PROMPTER_REPLIES", False),
+    "rank_initial_prompts": env.bool("OASST_RANK_INITIAL_PROMPTS", False),
+    "weight_ranking": env.float("OASST_WEIGHT_RANKING", 10, minimum=0),
+    "weight_review_reply": env.float("OASST_WEIGHT_REVIEW_REPLY", 5, minimum=0),
+    "weight_review_prompt": env.float("OASST_WEIGHT_REVIEW_PROMPT", 5, minimum=0),
+    "weight_reply": env.float("OASST_WEIGHT_REPLY", 2, minimum=0),
+    "weight_prompt": env.float("OASST_WEIGHT_PROMPT", 0.01, minimum=0),
 }
 
 # Authentication
@@ -174,7 +216,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "oasst.api.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"token": "10/min"},
+    "DEFAULT_THROTTLE_RATES": {
+        "token": "10/min",
+        "task_request": env.str("OASST_TASK_REQUEST_RATE", "120/min"),
+        "submission": env.str("OASST_SUBMISSION_RATE", "120/min"),
+    },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {

@@ -3,12 +3,24 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from oasst import api, views
+from tasks import api as tasks_api
 
 api_v1 = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("auth/token/", api.TokenObtainView.as_view(), name="token"),
     path("users/me/", api.UserMeView.as_view(), name="users-me"),
+    path("users/me/accept-tos/", tasks_api.AcceptTosView.as_view(), name="accept-tos"),
+    path("tasks/", tasks_api.TaskListView.as_view(), name="tasks"),
+    path("tasks/available/", tasks_api.TaskAvailableView.as_view(), name="tasks-available"),
+    path("tasks/<uuid:task_id>/", tasks_api.TaskDetailView.as_view(), name="task"),
+    path("tasks/<uuid:task_id>/ack/", tasks_api.TaskAckView.as_view(), name="task-ack"),
+    path("tasks/<uuid:task_id>/nack/", tasks_api.TaskNackView.as_view(), name="task-nack"),
+    path("tasks/<uuid:task_id>/submit/", tasks_api.TaskSubmitView.as_view(), name="task-submit"),
+    path("messages/<uuid:message_id>/", tasks_api.MessageDetailView.as_view(), name="message"),
+    path("messages/<uuid:message_id>/tree/", tasks_api.MessageTreeView.as_view(), name="message-tree"),
+    path("messages/<uuid:message_id>/emoji/", tasks_api.MessageEmojiView.as_view(), name="message-emoji"),
+    path("messages/<uuid:message_id>/report/", tasks_api.MessageReportView.as_view(), name="message-report"),
 ]
 
 urlpatterns = [

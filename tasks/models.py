@@ -1,1 +1,235 @@
-"""Models: added with the task queue."""
+"""Conversation trees, messages, tasks, reviews, reactions and the flagged queue.
+
+Counters on trees and messages (`*_pending`, `children_count`, ...) let a task be claimed with
+one conditional UPDATE; `tasks.services` is their only writer and can recompute them.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class TreeState(models.TextChoices):
+    INITIAL_PROMPT_REVIEW = "initial_prompt_review"
+    PROMPT_LOTTERY_WAITING = "prompt_lottery_waiting"
+    GROWING = "growing"
+    RANKING = "ranking"
+    READY_FOR_SCORING = "ready_for_scoring"
+    READY_FOR_EXPORT = "ready_for_export"
+    SCORING_FAILED = "scoring_failed"
+    ABORTED_LOW_GRADE = "aborted_low_grade"
+    HALTED_BY_MODERATOR = "halted_by_moderator"
+    BACKLOG_RANKING = "backlog_ranking"
+
+
+class Role(models.TextChoices):
+    PROMPTER = "prompter"
+    ASSISTANT = "assistant"
+
+
+class TaskType(models.TextChoices):
+    INITIAL_PROMPT = "initial_prompt"
+    PROMPTER_REPLY = "prompter_reply"
+    ASSISTANT_REPLY = "assistant_reply"
+    RANK_INITIAL_PROMPTS = "rank_initial_prompts"
+    RANK_PROMPTER_REPLIES = "rank_prompter_replies"
+    RANK_ASSISTANT_REPLIES = "rank_assistant_replies"
+    LABEL_INITIAL_PROMPT = "label_initial_prompt"
+    LABEL_PROMPTER_REPLY = "label_prompter_reply"
+    LABEL_ASSISTANT_REPLY = "label_assistant_reply"
+
+
+class MessageTree(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    state = models.CharField(max_length=32, choices=TreeState.choices, default=TreeState.INITIAL_PROMPT_REVIEW)
+    halted_from_state = models.CharField(max_length=32, choices=TreeState.choices, blank=True)
+    lang = models.CharField(max_length=16)
+    origin = models.CharField(max_length=32, default="platform", help_text="platform, import, ...")
+    # Limits copied from the settings when the tree is created, so changing them affects new trees only.
+    goal_tree_size = models.PositiveSmallIntegerField()
+    max_depth = models.PositiveSmallIntegerField()
+    max_children_count = models.PositiveSmallIntegerField()
+    # Messages that count toward the tree: not deleted, not rejected (accepted or awaiting review).
+    message_count = models.PositiveIntegerField(default=0)
+    accepted_count = models.PositiveIntegerField(default=0)
+    awaiting_review = models.PositiveIntegerField(default=0)
+    replies_pending = models.PositiveIntegerField(default=0)
+    reply_skip_count = models.PositiveIntegerField(default=0)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["state", "lang"], name="tree_state_lang_idx"),
+            models.Index(fields=["state", "updated_at"], name="tree_state_updated_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"tree {self.pk} ({self.state})"
+
+
+class Message(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tree = models.ForeignKey(MessageTree, on_delete=models.CASCADE, related_name="messages")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="messages")
+    task = models.OneToOneField("Task", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="result_message")
+    client_id = models.CharField(max_length=64, blank=True)
+    role = models.CharField(max_length=16, choices=Role.choices)
+    text = models.TextField()
+    lang = models.CharField(max_length=16)
+    depth = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    review_count = models.PositiveIntegerField(default=0)
+    review_result = models.BooleanField(null=True, help_text="True accepted, False rejected, empty undecided.")
+    reviews_pending = models.PositiveIntegerField(default=0)
+    children_count = models.PositiveIntegerField(default=0, help_text="Replies that are not deleted or rejected.")
+    replies_pending = models.PositiveIntegerField(default=0)
+    ranking_count = models.PositiveIntegerField(default=0)
+    rankings_pending = models.PositiveIntegerField(default=0)
+    rank = models.PositiveSmallIntegerField(null=True, blank=True)
+    deleted = models.BooleanField(default=False)
+    synthetic = models.BooleanField(default=False)
+    model_name = models.CharField(max_length=256, blank=True)
+    emojis = models.JSONField(default=dict, blank=True)
+    labels = models.JSONField(default=dict, blank=True, help_text="name -> {value, count}, averaged over reviews.")
+    red_flags = models.PositiveIntegerField(default=0)
+    edited = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tree", "depth"], name="message_tree_depth_idx"),
+            models.Index(fields=["author", "created_at"], name="message_author_created_idx"),
+            models.Index(fields=["tree"], condition=Q(review_result__isnull=True, deleted=False),
+                         name="message_undecided_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["author", "client_id"], condition=~Q(client_id=""),
+                                    name="message_unique_client_id"),
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="message_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.text[:60]}"
+
+    @property
+    def review_state(self) -> str:
+        return {True: "accepted", False: "rejected", None: "undecided"}[self.review_result]
+
+
+class MessageRevision(models.Model):
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="revisions")
+    text = models.TextField(help_text="The text before this edit.")
+    editor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"revision of {self.message_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class Task(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    type = models.CharField(max_length=32, choices=TaskType.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks")
+    lang = models.CharField(max_length=16)
+    # The item the task works on: the parent to reply to or rank under, or the message to label.
+    item = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="tasks")
+    tree = models.ForeignKey(MessageTree, null=True, blank=True, on_delete=models.CASCADE, related_name="tasks")
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    acked_at = models.DateTimeField(null=True, blank=True)
+    skipped = models.BooleanField(default=False)
+    skip_reason = models.CharField(max_length=512, blank=True)
+    done = models.BooleanField(default=False)
+    done_at = models.DateTimeField(null=True, blank=True)
+    expired = models.BooleanField(default=False, help_text="Released by the expiry job before it was done.")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "item"], name="task_user_item_idx"),
+            models.Index(fields=["user", "created_at"], condition=Q(done=False, skipped=False, expired=False),
+                         name="task_user_open_idx"),
+            models.Index(fields=["expires_at"], condition=Q(done=False, skipped=False, expired=False),
+                         name="task_open_expiry_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} task {self.pk}"
+
+    @property
+    def is_open(self) -> bool:
+        return not (self.done or self.skipped or self.expired)
+
+
+class Review(models.Model):
+    class Mode(models.TextChoices):
+        SIMPLE = "simple"
+        FULL = "full"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reviews")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="reviews")
+    task = models.OneToOneField(Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="review")
+    mode = models.CharField(max_length=8, choices=Mode.choices)
+    labels = models.JSONField(help_text="label name -> value in [0, 1]")
+    text = models.TextField(blank=True)
+    report = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["message", "user"], name="review_once_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.mode} review of {self.message_id}"
+
+
+class Emoji(models.TextChoices):
+    PLUS_ONE = "+1"
+    MINUS_ONE = "-1"
+    RED_FLAG = "red_flag"
+    HUNDRED = "100"
+    ROFL = "rofl"
+    CLAP = "clap"
+    DIAMOND = "diamond"
+    HEART_EYES = "heart_eyes"
+    DISAPPOINTED = "disappointed"
+    POOP = "poop"
+    SKULL = "skull"
+
+
+class EmojiReaction(models.Model):
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reactions")
+    emoji = models.CharField(max_length=16, choices=Emoji.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["message", "user", "emoji"], name="emoji_once_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.emoji} on {self.message_id}"
+
+
+class FlaggedMessage(models.Model):
+    """The moderators' queue: one entry per reported message, however often it was reported."""
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="flag")
+    reports = models.PositiveIntegerField(default=0)
+    reasons = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    processed = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["processed", "updated_at"], name="flag_queue_idx")]
+
+    def __str__(self) -> str:
+        return f"flag on {self.message_id} ({self.reports} reports)"

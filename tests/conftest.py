@@ -82,3 +82,29 @@ def browser_type_launch_args(browser_type_launch_args):
         "headless": True,
         "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"],
     }
+
+
+@pytest.fixture
+def tree_settings(settings):
+    """Override tree-manager settings for one test: tree_settings(goal_tree_size=3, ...)."""
+
+    def apply(**overrides):
+        settings.OASST = {**settings.OASST, **overrides}
+        return settings.OASST
+
+    return apply
+
+
+@pytest.fixture
+def small_trees(tree_settings):
+    """The scripted-session settings: goal size 3, one review per message, one ranking per parent."""
+    return tree_settings(goal_tree_size=3, num_reviews_reply=1, num_reviews_initial_prompt=1,
+                         num_required_rankings=1)
+
+
+def token_client(user) -> APIClient:
+    from rest_framework.authtoken.models import Token
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    return client

@@ -42,3 +42,19 @@ def test_healthz_is_503_naming_the_broker_when_it_is_unreachable(client, setting
 @pytest.mark.broker
 def test_healthz_checks_the_real_broker(client):
     assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.django_db
+def test_sql_count_header_counts_the_statements_of_a_request(rf, user):
+    from oasst.middleware import SqlCountHeaderMiddleware
+
+    def view(request):
+        from django.contrib.auth import get_user_model
+        from django.http import HttpResponse
+
+        list(get_user_model().objects.all())
+        list(get_user_model().objects.filter(pk=user.pk))
+        return HttpResponse("ok")
+
+    response = SqlCountHeaderMiddleware(view)(rf.get("/"))
+    assert response["X-SQL-Count"] == "2"

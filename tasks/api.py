@@ -1,0 +1,241 @@
+"""REST API v1 for tasks and messages: serializers (input / output) and views, each calling one service."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from oasst.api import ErrorSerializer, UserSerializer
+from oasst.languages import LANGUAGES
+from ranking.models import Ranking
+from tasks import oasst_format, selectors, services
+from tasks.models import Emoji, Message, Review, Task, TaskType
+from tasks.tree_manager import tree_config
+
+ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 429)}
+
+
+class ConversationMessageSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    role = serializers.CharField()
+    text = serializers.CharField()
+    lang = serializers.CharField(required=False)
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    conversation = ConversationMessageSerializer(many=True, source="payload.conversation", required=False)
+    message_id = serializers.UUIDField(source="payload.message_id", required=False)
+    reply_messages = ConversationMessageSerializer(many=True, source="payload.reply_messages", required=False)
+    valid_labels = serializers.ListField(child=serializers.CharField(), source="payload.valid_labels",
+                                         required=False)
+    mandatory_labels = serializers.ListField(child=serializers.CharField(), source="payload.mandatory_labels",
+                                             required=False)
+    mode = serializers.CharField(source="payload.mode", required=False)
+
+    class Meta:
+        model = Task
+        fields = ["id", "type", "lang", "created_at", "expires_at", "acked_at", "done", "skipped",
+                  "conversation", "message_id", "reply_messages", "valid_labels", "mandatory_labels", "mode"]
+        read_only_fields = fields
+
+
+class TaskRequestSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["random", *TaskType.values], default="random")
+    lang = serializers.ChoiceField(choices=sorted(LANGUAGES), required=False,
+                                   help_text="Defaults to the user's preferred language.")
+
+
+class NackSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, default="")
+
+
+class SubmitSerializer(serializers.Serializer):
+    """One body for every task type: text tasks send text (and client_id), rank tasks a ranking or
+    not_rankable, label tasks labels (and an optional text comment and report)."""
+
+    text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    client_id = serializers.CharField(required=False, allow_blank=True, max_length=64, default="")
+    ranking = serializers.ListField(child=serializers.CharField(), required=False)
+    not_rankable = serializers.BooleanField(required=False, default=False)
+    labels = serializers.DictField(child=serializers.FloatField(), required=False)
+    report = serializers.BooleanField(required=False, default=False)
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    review_result = serializers.CharField(source="review_state")
+    is_own = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Message
+        fields = ["id", "tree_id", "parent_id", "role", "text", "lang", "depth", "created_at", "review_count",
+                  "review_result", "rank", "synthetic", "model_name", "emojis", "labels", "is_own"]
+        read_only_fields = fields
+
+    def get_is_own(self, message) -> bool:
+        request = self.context.get("request")
+        return bool(request and message.author_id == request.user.pk)
+
+
+class RankingResultSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Ranking
+        fields = ["id", "parent_id", "ranking", "not_rankable", "created_at"]
+        read_only_fields = fields
+
+
+class ReviewResultSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Review
+        fields = ["id", "message_id", "mode", "labels", "text", "report", "created_at"]
+        read_only_fields = fields
+
+
+class EmojiSerializer(serializers.Serializer):
+    emoji = serializers.ChoiceField(choices=Emoji.values)
+    op = serializers.ChoiceField(choices=["add", "remove"], default="add")
+
+
+class EmojiCountsSerializer(serializers.Serializer):
+    emojis = serializers.DictField(child=serializers.IntegerField())
+
+
+class ReportSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=512)
+
+
+class ReportResultSerializer(serializers.Serializer):
+    message_id = serializers.UUIDField()
+    reports = serializers.IntegerField()
+
+
+SUBMISSION_RESULT = PolymorphicProxySerializer(
+    component_name="SubmissionResult",
+    serializers=[MessageSerializer, RankingResultSerializer, ReviewResultSerializer],
+    resource_type_field_name=None,
+)
+
+
+class TaskListView(APIView):
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "task_request"
+
+    @extend_schema(operation_id="tasks_request", request=TaskRequestSerializer,
+                   responses={201: TaskSerializer, **ERRORS},
+                   description="Get the next task: `random` lets the queue pick what moves the data forward most.")
+    def post(self, request):
+        body = TaskRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        lang = body.validated_data.get("lang") or request.user.preferred_language
+        task = services.task_request(user=request.user, task_type=body.validated_data["type"], lang=lang)
+        return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED)
+
+
+class TaskAvailableView(APIView):
+    @extend_schema(operation_id="tasks_available",
+                   parameters=[OpenApiParameter("lang", OpenApiTypes.STR, description="Language (BCP-47)")],
+                   responses={200: OpenApiTypes.OBJECT, **ERRORS},
+                   description="How many items each task type has for you right now: `{task_type: count}`.")
+    def get(self, request):
+        services.check_can_work(request.user)
+        lang = request.query_params.get("lang") or request.user.preferred_language
+        services.check_language(lang)
+        return Response(selectors.task_availability(user=request.user, lang=lang, config=tree_config()))
+
+
+class TaskDetailView(APIView):
+    @extend_schema(operation_id="tasks_retrieve", responses={200: TaskSerializer, **ERRORS})
+    def get(self, request, task_id):
+        task = get_object_or_404(Task, pk=task_id, user=request.user)
+        return Response(TaskSerializer(task).data)
+
+
+class TaskAckView(APIView):
+    @extend_schema(operation_id="tasks_ack", request=None, responses={200: TaskSerializer, **ERRORS})
+    def post(self, request, task_id):
+        return Response(TaskSerializer(services.task_ack(user=request.user, task_id=task_id)).data)
+
+
+class TaskNackView(APIView):
+    @extend_schema(operation_id="tasks_nack", request=NackSerializer, responses={200: TaskSerializer, **ERRORS},
+                   description="Skip the task; its item is not offered to you again.")
+    def post(self, request, task_id):
+        body = NackSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        task = services.task_nack(user=request.user, task_id=task_id, reason=body.validated_data["reason"])
+        return Response(TaskSerializer(task).data)
+
+
+class TaskSubmitView(APIView):
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "submission"
+
+    @extend_schema(operation_id="tasks_submit", request=SubmitSerializer,
+                   responses={201: SUBMISSION_RESULT, **ERRORS})
+    def post(self, request, task_id):
+        body = SubmitSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        task_type = Task.objects.filter(pk=task_id, user=request.user).values_list("type", flat=True).first()
+        if task_type in services.RANK_TASKS:
+            result = services.ranking_submit(user=request.user, task_id=task_id, ranking=data.get("ranking"),
+                                             not_rankable=data["not_rankable"])
+            output = RankingResultSerializer(result).data
+        elif task_type in services.LABEL_TASKS:
+            result = services.labels_submit(user=request.user, task_id=task_id, labels=data.get("labels"),
+                                            text=data.get("text", ""), report=data["report"])
+            output = ReviewResultSerializer(result).data
+        else:  # text tasks, and unknown or foreign ids, which the service refuses
+            result = services.text_submit(user=request.user, task_id=task_id, text=data.get("text"),
+                                          client_id=data["client_id"])
+            output = MessageSerializer(result, context={"request": request}).data
+        return Response(output, status=status.HTTP_201_CREATED)
+
+
+def _visible_message(message_id) -> Message:
+    return get_object_or_404(Message, pk=message_id, deleted=False)
+
+
+class MessageDetailView(APIView):
+    @extend_schema(operation_id="messages_retrieve", responses={200: MessageSerializer, **ERRORS})
+    def get(self, request, message_id):
+        return Response(MessageSerializer(_visible_message(message_id), context={"request": request}).data)
+
+
+class MessageTreeView(APIView):
+    @extend_schema(operation_id="messages_tree", responses={200: OpenApiTypes.OBJECT, **ERRORS},
+                   description="The message's whole tree as an oasst export-format tree (deleted messages left out).")
+    def get(self, request, message_id):
+        message = _visible_message(message_id)
+        messages = Message.objects.filter(tree_id=message.tree_id, deleted=False).select_related("tree")
+        messages = list(messages)
+        return Response(oasst_format.tree_node(messages[0].tree, messages))
+
+
+class MessageEmojiView(APIView):
+    @extend_schema(operation_id="messages_emoji", request=EmojiSerializer, responses={200: EmojiCountsSerializer,
+                                                                                       **ERRORS})
+    def post(self, request, message_id):
+        body = EmojiSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        counts = services.emoji_set(user=request.user, message_id=message_id, **body.validated_data)
+        return Response({"emojis": counts})
+
+
+class MessageReportView(APIView):
+    @extend_schema(operation_id="messages_report", request=ReportSerializer,
+                   responses={201: ReportResultSerializer, **ERRORS})
+    def post(self, request, message_id):
+        body = ReportSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        flag = services.message_report(user=request.user, message_id=message_id,
+                                       reason=body.validated_data["reason"])
+        return Response({"message_id": flag.message_id, "reports": flag.reports}, status=status.HTTP_201_CREATED)
+
+
+class AcceptTosView(APIView):
+    @extend_schema(operation_id="users_me_accept_tos", request=None, responses={200: UserSerializer, **ERRORS})
+    def post(self, request):
+        return Response(UserSerializer(services.tos_accept(user=request.user)).data)

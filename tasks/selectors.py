@@ -1,0 +1,213 @@
+"""Reads of trees, messages and tasks. No writes here."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import connection
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
+from django.db.models.fields import CharField, IntegerField
+from django.utils import timezone
+
+from tasks.models import Message, MessageTree, Role, Task, TaskType, TreeState
+from tasks.tree_manager import Candidate, Pool, TreeConfig
+
+CANDIDATES_PER_POOL = 12
+POOL_COLUMNS = ("id", "tree_id", "role", "children_count", "depth")
+
+
+def open_tasks(**filters) -> QuerySet[Task]:
+    return Task.objects.filter(done=False, skipped=False, expired=False, **filters)
+
+
+LABEL_TYPES = (TaskType.LABEL_INITIAL_PROMPT, TaskType.LABEL_PROMPTER_REPLY, TaskType.LABEL_ASSISTANT_REPLY)
+REPLY_TYPES = (TaskType.ASSISTANT_REPLY, TaskType.PROMPTER_REPLY)
+RANK_TYPES = (TaskType.RANK_ASSISTANT_REPLIES, TaskType.RANK_PROMPTER_REPLIES, TaskType.RANK_INITIAL_PROMPTS)
+
+
+def _not_touched_by(user, types) -> Exists:
+    """The user has a task of this kind on the item that is done, skipped or still open (expired
+    ones don't count): such an item is not offered to them again."""
+    return Exists(Task.objects.filter(user=user, item=OuterRef("pk"), type__in=types, expired=False))
+
+
+def _pool_rows(qs: QuerySet, pool: str) -> QuerySet:
+    return qs.annotate(pool_name=Value(pool, output_field=CharField())).values_list(*POOL_COLUMNS, "pool_name")
+
+
+def review_prompt_candidates(*, user, lang: str, config: TreeConfig) -> QuerySet:
+    return (Message.objects
+            .filter(tree__state=TreeState.INITIAL_PROMPT_REVIEW, tree__lang=lang, parent__isnull=True,
+                    deleted=False, review_result__isnull=True,
+                    review_count__lt=config.num_reviews_initial_prompt - F("reviews_pending"))
+            .exclude(author=user).exclude(_not_touched_by(user, LABEL_TYPES))
+            .order_by("created_at"))
+
+
+def review_reply_candidates(*, user, lang: str, config: TreeConfig, role: str | None = None) -> QuerySet:
+    qs = (Message.objects
+          .filter(tree__state=TreeState.GROWING, tree__lang=lang, parent__isnull=False, deleted=False,
+                  review_result__isnull=True, review_count__lt=config.num_reviews_reply - F("reviews_pending"))
+          .exclude(author=user).exclude(_not_touched_by(user, LABEL_TYPES)))
+    if role:
+        qs = qs.filter(role=role)
+    return qs.order_by("created_at")
+
+
+def reply_candidates(*, user, lang: str, config: TreeConfig, parent_role: str | None = None) -> QuerySet:
+    """Accepted parents in growing trees with a free reply slot (counting pending reply tasks)."""
+    room = (Q(role=Role.PROMPTER, children_count__lt=F("tree__max_children_count") - F("replies_pending"))
+            | Q(role=Role.ASSISTANT, children_count__lt=config.num_prompter_replies - F("replies_pending")))
+    own_reply = Exists(Message.objects.filter(parent=OuterRef("pk"), author=user))
+    qs = (Message.objects
+          .filter(room, tree__state=TreeState.GROWING, tree__lang=lang, deleted=False, review_result=True,
+                  depth__lt=F("tree__max_depth"),
+                  tree__message_count__lt=F("tree__goal_tree_size") - F("tree__replies_pending"))
+          .exclude(author=user).exclude(_not_touched_by(user, REPLY_TYPES)).exclude(own_reply))
+    if parent_role:
+        qs = qs.filter(role=parent_role)
+    return qs.order_by("children_count", "created_at")
+
+
+def ranking_candidates(*, user, lang: str, config: TreeConfig, parent_role: str | None = None) -> QuerySet:
+    """Parents with two or more replies in trees being ranked, still short of rankings. A user never
+    ranks a set that holds their own reply (ranking the replies to one's own prompt is fine)."""
+    own_reply = Exists(Message.objects.filter(parent=OuterRef("pk"), author=user))
+    roles = [Role.PROMPTER] + ([Role.ASSISTANT] if config.rank_prompter_replies else [])
+    if parent_role:
+        roles = [r for r in roles if r == parent_role]
+    return (Message.objects
+            .filter(tree__state=TreeState.RANKING, tree__lang=lang, deleted=False, review_result=True,
+                    role__in=roles, children_count__gte=2,
+                    ranking_count__lt=config.num_required_rankings - F("rankings_pending"))
+            .exclude(_not_touched_by(user, RANK_TYPES)).exclude(own_reply)
+            .order_by("created_at"))
+
+
+def _limit_marker(qs: QuerySet, limit: int, pool: str) -> QuerySet:
+    """One row iff qs has at least `limit` rows: lets a count check ride in the same statement."""
+    return qs.annotate(
+        tree_ref=F("id"), role_ref=Value("", output_field=CharField()),
+        children_ref=Value(0, output_field=IntegerField()), depth_ref=Value(0, output_field=IntegerField()),
+        pool_name=Value(pool, output_field=CharField()),
+    ).values_list("id", "tree_ref", "role_ref", "children_ref", "depth_ref", "pool_name").order_by()[limit - 1:limit]
+
+
+PROMPTS_FULL = "prompts_full"
+PENDING_CAP = "pending_cap"
+GROWING_FULL = "growing_full"
+LOTTERY_WAITING = "lottery_waiting"
+
+
+def task_candidates(*, user, lang: str, config: TreeConfig, pools: dict[str, str | None],
+                    now=None) -> tuple[dict[str, list[Candidate]], set[str]]:
+    """Candidates per pool, and markers: PENDING_CAP (the user holds the maximum of open tasks),
+    PROMPTS_FULL (too many prompts await review), GROWING_FULL / LOTTERY_WAITING (lottery state).
+
+    `pools` maps each wanted pool to an optional role filter. On PostgreSQL everything is one
+    UNION ALL statement; SQLite cannot limit the parts of a compound query, so it runs one each.
+    """
+    now = now or timezone.now()
+    window_start = now - timedelta(seconds=config.pending_tasks_window_seconds)
+    parts: list[QuerySet] = [
+        _limit_marker(open_tasks(user=user, created_at__gte=window_start), config.max_pending_tasks_per_user,
+                      PENDING_CAP),
+        _limit_marker(MessageTree.objects.filter(state=TreeState.GROWING, lang=lang),
+                      config.max_active_trees, GROWING_FULL),
+        _limit_marker(MessageTree.objects.filter(state=TreeState.PROMPT_LOTTERY_WAITING, lang=lang), 1,
+                      LOTTERY_WAITING),
+    ]
+    for pool, role in pools.items():
+        if pool == Pool.PROMPT:
+            parts.append(_limit_marker(MessageTree.objects.filter(state=TreeState.INITIAL_PROMPT_REVIEW, lang=lang),
+                                       config.max_initial_prompt_review, PROMPTS_FULL))
+            continue
+        qs = {
+            Pool.REVIEW_PROMPT: lambda role: review_prompt_candidates(user=user, lang=lang, config=config),
+            Pool.REVIEW_REPLY: lambda role: review_reply_candidates(user=user, lang=lang, config=config, role=role),
+            Pool.REPLY: lambda role: reply_candidates(user=user, lang=lang, config=config, parent_role=role),
+            Pool.RANKING: lambda role: ranking_candidates(user=user, lang=lang, config=config, parent_role=role),
+        }[pool](role)
+        parts.append(_pool_rows(qs, pool)[:CANDIDATES_PER_POOL])
+
+    if connection.features.supports_slicing_ordering_in_compound:
+        rows = list(parts[0].union(*parts[1:], all=True))
+    else:
+        rows = [row for part in parts for row in part]
+
+    candidates: dict[str, list[Candidate]] = {pool: [] for pool in pools}
+    markers: set[str] = set()
+    for message_id, tree_id, role, children_count, depth, pool in rows:
+        if pool in (PENDING_CAP, PROMPTS_FULL, GROWING_FULL, LOTTERY_WAITING):
+            markers.add(pool)
+        else:
+            candidates[pool].append(Candidate(pool=pool, message_id=message_id, tree_id=tree_id, role=role,
+                                              children_count=children_count, depth=depth))
+    if Pool.PROMPT in pools and PROMPTS_FULL not in markers:
+        candidates[Pool.PROMPT].append(Candidate(pool=Pool.PROMPT))
+    return candidates, markers
+
+
+def pools_for(task_type: str, config: TreeConfig) -> dict[str, str | None]:
+    """The pools (with a role filter) a request for this task type draws from."""
+    if task_type == "random":
+        pools = {Pool.RANKING: None, Pool.REVIEW_REPLY: None, Pool.REVIEW_PROMPT: None, Pool.REPLY: None,
+                 Pool.PROMPT: None}
+        return pools
+    return {
+        TaskType.INITIAL_PROMPT: {Pool.PROMPT: None},
+        TaskType.ASSISTANT_REPLY: {Pool.REPLY: Role.PROMPTER},
+        TaskType.PROMPTER_REPLY: {Pool.REPLY: Role.ASSISTANT},
+        TaskType.RANK_ASSISTANT_REPLIES: {Pool.RANKING: Role.PROMPTER},
+        TaskType.RANK_PROMPTER_REPLIES: {Pool.RANKING: Role.ASSISTANT},
+        TaskType.LABEL_INITIAL_PROMPT: {Pool.REVIEW_PROMPT: None},
+        TaskType.LABEL_ASSISTANT_REPLY: {Pool.REVIEW_REPLY: Role.ASSISTANT},
+        TaskType.LABEL_PROMPTER_REPLY: {Pool.REVIEW_REPLY: Role.PROMPTER},
+    }[task_type]
+
+
+def tree_messages(tree_id) -> list[Message]:
+    """Every message of a tree with the fields a task or an export needs (trees are small)."""
+    return list(Message.objects.filter(tree_id=tree_id).order_by("depth", "created_at"))
+
+
+def conversation_to(messages_by_id: dict, message_id) -> list[Message]:
+    """The path from the root to the message, root first."""
+    path = []
+    current = messages_by_id.get(message_id)
+    while current is not None:
+        path.append(current)
+        current = messages_by_id.get(current.parent_id)
+    return path[::-1]
+
+
+def extendible_parent_exists(tree: MessageTree, config: TreeConfig) -> bool:
+    room = (Q(role=Role.PROMPTER, children_count__lt=tree.max_children_count)
+            | Q(role=Role.ASSISTANT, children_count__lt=config.num_prompter_replies))
+    return Message.objects.filter(room, tree=tree, deleted=False, review_result=True,
+                                  depth__lt=tree.max_depth).exists()
+
+
+def task_availability(*, user, lang: str, config: TreeConfig) -> dict[str, int]:
+    """How many items each enabled task type has for this user right now."""
+    from django.db.models import Count
+
+    def by_role(qs: QuerySet) -> dict[str, int]:
+        return dict(qs.order_by().values_list("role").annotate(n=Count("id")))
+
+    review_replies = by_role(review_reply_candidates(user=user, lang=lang, config=config))
+    replies = by_role(reply_candidates(user=user, lang=lang, config=config))
+    rankings = by_role(ranking_candidates(user=user, lang=lang, config=config))
+    prompts_in_review = MessageTree.objects.filter(state=TreeState.INITIAL_PROMPT_REVIEW, lang=lang).count()
+    counts = {
+        TaskType.INITIAL_PROMPT: int(prompts_in_review < config.max_initial_prompt_review),
+        TaskType.LABEL_INITIAL_PROMPT: review_prompt_candidates(user=user, lang=lang, config=config).count(),
+        TaskType.LABEL_ASSISTANT_REPLY: review_replies.get(Role.ASSISTANT, 0),
+        TaskType.LABEL_PROMPTER_REPLY: review_replies.get(Role.PROMPTER, 0),
+        TaskType.ASSISTANT_REPLY: replies.get(Role.PROMPTER, 0),
+        TaskType.PROMPTER_REPLY: replies.get(Role.ASSISTANT, 0),
+        TaskType.RANK_ASSISTANT_REPLIES: rankings.get(Role.PROMPTER, 0),
+    }
+    if config.rank_prompter_replies:
+        counts[TaskType.RANK_PROMPTER_REPLIES] = rankings.get(Role.ASSISTANT, 0)
+    return {str(task_type): n for task_type, n in counts.items()}

@@ -1,0 +1,680 @@
+"""The only writers of trees, messages, tasks, reviews, reactions and the flagged queue.
+
+Locking, in one order everywhere so that no two transactions wait on each other in a cycle:
+the tree row first (`tree_locked`), then message rows. Work is reserved with conditional
+UPDATEs on counters (`*_pending`), so an item is never out with more users than it still needs,
+also under concurrent requests, on PostgreSQL and SQLite alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from datetime import timedelta
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, Q
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from oasst.errors import Conflict, Forbidden, NotFound, RateLimited, ServiceError
+from oasst.languages import LANGUAGES
+from oasst.models import User
+from tasks import selectors, tree_manager
+from tasks.models import (
+    Emoji,
+    EmojiReaction,
+    FlaggedMessage,
+    Message,
+    MessageTree,
+    Review,
+    Role,
+    Task,
+    TaskType,
+    TreeState,
+)
+from tasks.tree_manager import Candidate, Pool, TreeConfig, tree_config
+
+logger = logging.getLogger(__name__)
+
+TEXT_TASKS = {TaskType.INITIAL_PROMPT, TaskType.PROMPTER_REPLY, TaskType.ASSISTANT_REPLY}
+RANK_TASKS = {TaskType.RANK_ASSISTANT_REPLIES, TaskType.RANK_PROMPTER_REPLIES, TaskType.RANK_INITIAL_PROMPTS}
+LABEL_TASKS = {TaskType.LABEL_INITIAL_PROMPT, TaskType.LABEL_PROMPTER_REPLY, TaskType.LABEL_ASSISTANT_REPLY}
+_PENDING_FIELD = {
+    **dict.fromkeys(LABEL_TASKS, "reviews_pending"),
+    **dict.fromkeys(RANK_TASKS, "rankings_pending"),
+    TaskType.ASSISTANT_REPLY: "replies_pending",
+    TaskType.PROMPTER_REPLY: "replies_pending",
+}
+MAX_CLIENT_ID = 64
+MAX_REASON = 512
+
+
+def _decrement(field: str):
+    return Greatest(F(field) - 1, 0)
+
+
+# --- Checks ------------------------------------------------------------------------------------
+
+
+def check_can_work(user: User) -> None:
+    if user.is_banned:
+        raise Forbidden("Your account is banned from contributing.", code="banned")
+    if user.tos_accepted_at is None:
+        raise Forbidden("Accept the terms of service before you contribute.", code="tos_not_accepted")
+
+
+def check_language(lang: str) -> None:
+    if lang not in LANGUAGES:
+        raise ServiceError(f"Unknown language {lang!r}.", code="invalid_language")
+
+
+def clean_text(text: object, *, config: TreeConfig, field: str = "text", allow_empty: bool = False) -> str:
+    if not isinstance(text, str):
+        raise ServiceError(f"The {field} must be a string.", code=f"invalid_{field}")
+    text = text.strip()
+    if not text and not allow_empty:
+        raise ServiceError(f"The {field} is empty.", code=f"empty_{field}")
+    if len(text) > config.max_text_length:
+        raise ServiceError(f"The {field} is longer than {config.max_text_length} characters.",
+                           code=f"{field}_too_long")
+    return text
+
+
+def _task_locked(task_id) -> Task:
+    try:
+        return Task.objects.select_for_update().get(pk=task_id)
+    except (Task.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such task.", code="task_not_found") from None
+
+
+def _check_task_open(task: Task, user: User, now) -> None:
+    if task.user_id != user.pk:
+        raise NotFound("No such task.", code="task_not_found")  # another user's task is not disclosed
+    if task.done:
+        raise Conflict("This task is already done.", code="task_done")
+    if task.skipped:
+        raise Conflict("This task was skipped.", code="task_skipped")
+    if task.expired or task.expires_at <= now:
+        raise Conflict("This task has expired.", code="task_expired")
+
+
+def tree_locked(tree_id) -> MessageTree:
+    """Lock a tree row: every write to a tree and its messages happens under this lock."""
+    return MessageTree.objects.select_for_update().get(pk=tree_id)
+
+
+def _task_finish(task: Task, now) -> None:
+    Task.objects.filter(pk=task.pk).update(done=True, done_at=now, acked_at=task.acked_at or now)
+    User.objects.filter(pk=task.user_id).update(last_activity_at=now)
+
+
+# --- Handing out tasks -------------------------------------------------------------------------
+
+
+class _LostRace(Exception):
+    """Another request reserved the last free slot of this item first."""
+
+
+def task_request(*, user: User, task_type: str = "random", lang: str, rng: random.Random | None = None) -> Task:
+    """Hand the user the task that moves the data forward most (or one of the asked type).
+
+    Not one transaction: each claim attempt is its own short transaction, so an attempt that
+    loses a race releases its locks before the next candidate is tried.
+    """
+    check_can_work(user)
+    check_language(lang)
+    config = tree_config()
+    if task_type != "random" and task_type not in tree_manager.enabled_task_types(config):
+        raise ServiceError(f"Unknown or disabled task type {task_type!r}.", code="invalid_task_type")
+    rng = rng or random.Random()
+    now = timezone.now()
+    pools = selectors.pools_for(task_type, config)
+    candidates, markers = selectors.task_candidates(user=user, lang=lang, config=config, pools=pools, now=now)
+    if selectors.PENDING_CAP in markers:
+        raise RateLimited(f"You hold {config.max_pending_tasks_per_user} open tasks: finish or skip one first.",
+                          code="too_many_pending_tasks")
+    if selectors.LOTTERY_WAITING in markers and selectors.GROWING_FULL not in markers:
+        if lottery_activate(lang=lang, rng=rng) and Pool.REPLY in pools:
+            candidates, _ = selectors.task_candidates(user=user, lang=lang, config=config, pools=pools, now=now)
+    weights = config.pool_weights() if task_type == "random" else dict.fromkeys(pools, 1.0)
+    for candidate in tree_manager.plan(candidates, weights, config, rng):
+        try:
+            with transaction.atomic():
+                _reserve(candidate, config)
+                return _task_create(user=user, candidate=candidate, lang=lang, config=config, now=now, rng=rng)
+        except _LostRace:
+            continue
+    raise NotFound("No task of this kind is available right now.", code="no_task")
+
+
+def _reserve(candidate: Candidate, config: TreeConfig) -> None:
+    """Take one of the item's free slots with a conditional UPDATE, or raise _LostRace."""
+    pool = candidate.pool
+    if pool == Pool.PROMPT:
+        return
+    messages = Message.objects.filter(pk=candidate.message_id, deleted=False)
+    if pool in (Pool.REVIEW_PROMPT, Pool.REVIEW_REPLY):
+        required = config.reviews_required(is_root=pool == Pool.REVIEW_PROMPT)
+        won = messages.filter(review_result__isnull=True, review_count__lt=required - F("reviews_pending")) \
+            .update(reviews_pending=F("reviews_pending") + 1)
+    elif pool == Pool.RANKING:
+        won = messages.filter(ranking_count__lt=config.num_required_rankings - F("rankings_pending")) \
+            .update(rankings_pending=F("rankings_pending") + 1)
+    else:  # a reply: a slot in the tree's goal size, then a slot under the parent
+        won = MessageTree.objects.filter(
+            pk=candidate.tree_id, state=TreeState.GROWING,
+            message_count__lt=F("goal_tree_size") - F("replies_pending"),
+        ).update(replies_pending=F("replies_pending") + 1)
+        if won:
+            limit = config.reply_limit(candidate.role)
+            won = messages.filter(review_result=True, children_count__lt=limit - F("replies_pending")) \
+                .update(replies_pending=F("replies_pending") + 1)
+    if not won:
+        raise _LostRace
+
+
+def _message_brief(message: Message) -> dict:
+    return {"id": str(message.pk), "role": message.role, "text": message.text, "lang": message.lang}
+
+
+def _task_create(*, user: User, candidate: Candidate, lang: str, config: TreeConfig, now,
+                 rng: random.Random) -> Task:
+    task_type = tree_manager.task_type_for(candidate)
+    payload: dict = {}
+    if candidate.pool != Pool.PROMPT:
+        messages = {m.pk: m for m in selectors.tree_messages(candidate.tree_id)}
+        item = messages[candidate.message_id]
+        payload["conversation"] = [_message_brief(m) for m in selectors.conversation_to(messages, item.pk)]
+        payload["message_id"] = str(item.pk)
+        if candidate.pool == Pool.RANKING:
+            replies = [m for m in messages.values()
+                       if m.parent_id == item.pk and not m.deleted and m.review_result is True]
+            rng.shuffle(replies)
+            payload["reply_messages"] = [{"id": str(m.pk), "role": m.role, "text": m.text} for m in replies]
+        elif candidate.pool in (Pool.REVIEW_PROMPT, Pool.REVIEW_REPLY):
+            is_root = item.parent_id is None
+            mode = tree_manager.review_mode(role=item.role, is_root=is_root, config=config, rng=rng)
+            valid, mandatory = tree_manager.label_set(mode=mode, role=item.role, is_root=is_root)
+            payload.update(mode=mode, valid_labels=valid, mandatory_labels=mandatory)
+    return Task.objects.create(
+        type=task_type, user=user, lang=lang, payload=payload, item_id=candidate.message_id,
+        tree_id=candidate.tree_id, expires_at=now + timedelta(seconds=config.task_valid_for_seconds),
+    )
+
+
+def task_ack(*, user: User, task_id) -> Task:
+    with transaction.atomic():
+        task = _task_locked(task_id)
+        _check_task_open(task, user, timezone.now())
+        if task.acked_at is None:
+            task.acked_at = timezone.now()
+            task.save(update_fields=["acked_at"])
+    return task
+
+
+@transaction.atomic
+def task_nack(*, user: User, task_id, reason: str = "") -> Task:
+    """Skip a task: its slot is released and the item is not offered to this user again."""
+    if not isinstance(reason, str):
+        raise ServiceError("The reason must be a string.", code="invalid_reason")
+    reason = reason.strip()
+    if len(reason) > MAX_REASON:
+        raise ServiceError(f"The reason is longer than {MAX_REASON} characters.", code="reason_too_long")
+    task = _task_locked(task_id)
+    _check_task_open(task, user, timezone.now())
+    task.skipped = True
+    task.skip_reason = reason
+    task.save(update_fields=["skipped", "skip_reason"])
+    _release(task, skipped=True)
+    return task
+
+
+def _release(task: Task, *, skipped: bool) -> None:
+    """Give back the slot a task held."""
+    if task.type in LABEL_TASKS:
+        Message.objects.filter(pk=task.item_id).update(reviews_pending=_decrement("reviews_pending"))
+    elif task.type in RANK_TASKS:
+        Message.objects.filter(pk=task.item_id).update(rankings_pending=_decrement("rankings_pending"))
+    elif task.type in (TaskType.ASSISTANT_REPLY, TaskType.PROMPTER_REPLY):
+        tree = tree_locked(task.tree_id)
+        tree.replies_pending = max(tree.replies_pending - 1, 0)
+        tree.reply_skip_count += int(skipped)
+        tree.save(update_fields=["replies_pending", "reply_skip_count", "updated_at"])
+        Message.objects.filter(pk=task.item_id).update(replies_pending=_decrement("replies_pending"))
+        config = tree_config()
+        if (skipped and config.auto_mod_enabled and tree.reply_skip_count >= config.auto_mod_max_skip_reply
+                and tree.state == TreeState.GROWING):
+            logger.info("tree %s halted: %s reply tasks skipped", tree.pk, tree.reply_skip_count)
+            tree_transition(tree, TreeState.HALTED_BY_MODERATOR)
+
+
+def tasks_expire(*, now=None, batch: int = 500) -> int:
+    """Release the slots of open tasks past their expiry; returns how many tasks expired."""
+    now = now or timezone.now()
+    expired = 0
+    while True:
+        with transaction.atomic():
+            rows = list(selectors.open_tasks(expires_at__lte=now).select_for_update(skip_locked=True)
+                        .order_by("expires_at")[:batch])
+            for task in rows:
+                task.expired = True
+            Task.objects.bulk_update(rows, ["expired"])
+            for task in rows:
+                _release(task, skipped=False)
+        expired += len(rows)
+        if len(rows) < batch:
+            return expired
+
+
+# --- Submissions -------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def text_submit(*, user: User, task_id, text: object, client_id: object = "") -> Message:
+    """A prompt or a reply. A retry with the same client_id returns the message already created."""
+    check_can_work(user)
+    config = tree_config()
+    now = timezone.now()
+    if not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID:
+        raise ServiceError(f"client_id must be a string of at most {MAX_CLIENT_ID} characters.",
+                           code="invalid_client_id")
+    task = _task_locked(task_id)
+    if task.done and client_id and task.user_id == user.pk:
+        retried = Message.objects.filter(task=task, client_id=client_id).first()
+        if retried is not None:
+            return retried
+    _check_task_open(task, user, now)
+    if task.type not in TEXT_TASKS:
+        raise ServiceError("This task takes labels or a ranking, not a text.", code="wrong_submission")
+    text = clean_text(text, config=config)
+    window_start = now - timedelta(minutes=config.duplicate_text_window_minutes)
+    same = Q(text=text, created_at__gte=window_start) | (Q(client_id=client_id) if client_id else Q(pk__in=[]))
+    clash = Message.objects.filter(same, author=user).values_list("client_id", flat=True).first()
+    if clash is not None:
+        if client_id and clash == client_id:
+            raise Conflict("This client_id was already used for another message.", code="duplicate_client_id")
+        raise Conflict("You sent the same text recently.", code="duplicate_text")
+
+    if task.type == TaskType.INITIAL_PROMPT:
+        tree_id = uuid.uuid4()  # the tree takes its prompt's id, as in the oasst export format
+        tree = MessageTree.objects.create(
+            id=tree_id, lang=task.lang, goal_tree_size=config.goal_tree_size, max_depth=config.max_tree_depth,
+            max_children_count=config.max_children_count, message_count=1, awaiting_review=1,
+        )
+        message = Message.objects.create(id=tree_id, tree=tree, author=user, task=task, client_id=client_id,
+                                         role=Role.PROMPTER, text=text, lang=task.lang, depth=0)
+    else:
+        tree = tree_locked(task.tree_id)
+        parent = Message.objects.get(pk=task.item_id)
+        if tree.state != TreeState.GROWING or parent.deleted or parent.review_result is not True:
+            raise Conflict("This conversation no longer takes replies: skip the task.", code="parent_closed")
+        if Message.objects.filter(parent=parent, author=user).exists():
+            raise Conflict("You already replied to this message.", code="already_replied")
+        message = Message.objects.create(
+            tree=tree, parent=parent, author=user, task=task, client_id=client_id,
+            role=Role.ASSISTANT if parent.role == Role.PROMPTER else Role.PROMPTER,
+            text=text, lang=task.lang, depth=parent.depth + 1,
+        )
+        Message.objects.filter(pk=parent.pk).update(children_count=F("children_count") + 1,
+                                                    replies_pending=_decrement("replies_pending"))
+        tree.message_count += 1
+        tree.awaiting_review += 1
+        tree.replies_pending = max(tree.replies_pending - 1, 0)
+        tree.save(update_fields=["message_count", "awaiting_review", "replies_pending", "updated_at"])
+    _task_finish(task, now)
+    return message
+
+
+def _check_labels(labels: object, payload: Mapping) -> dict[str, float]:
+    if not isinstance(labels, dict) or not labels:
+        raise ServiceError("labels must be an object of label name -> value.", code="invalid_labels")
+    valid = payload.get("valid_labels", [])
+    unknown = sorted(set(labels) - set(valid))
+    if unknown:
+        raise ServiceError(f"Labels not valid for this task: {', '.join(unknown)}.", code="invalid_labels")
+    missing = [name for name in payload.get("mandatory_labels", []) if name not in labels]
+    if missing:
+        raise ServiceError(f"Mandatory labels missing: {', '.join(missing)}.", code="missing_labels")
+    for name, value in labels.items():
+        error = tree_manager.label_value_error(name, value)
+        if error:
+            raise ServiceError(error, code="invalid_label_value")
+    return {name: float(value) for name, value in labels.items()}
+
+
+@transaction.atomic
+def labels_submit(*, user: User, task_id, labels: object, text: object = "", report: bool = False) -> Review:
+    """A review: labels for one message; the last required review decides acceptance."""
+    check_can_work(user)
+    config = tree_config()
+    now = timezone.now()
+    task = _task_locked(task_id)
+    _check_task_open(task, user, now)
+    if task.type not in LABEL_TASKS:
+        raise ServiceError("This task takes a text or a ranking, not labels.", code="wrong_submission")
+    values = _check_labels(labels, task.payload)
+    comment = clean_text(text, config=config, field="comment", allow_empty=True)
+    if not isinstance(report, bool):
+        raise ServiceError("report must be true or false.", code="invalid_report")
+
+    tree = tree_locked(task.tree_id)
+    message = Message.objects.get(pk=task.item_id)
+    if message.author_id == user.pk:
+        raise Forbidden("You cannot review your own message.", code="own_message")
+    try:
+        with transaction.atomic():
+            review = Review.objects.create(message=message, user=user, task=task,
+                                           mode=task.payload.get("mode", "simple"), labels=values,
+                                           text=comment, report=report)
+    except IntegrityError:
+        raise Conflict("You already reviewed this message.", code="already_reviewed") from None
+
+    message.labels = tree_manager.labels_merge(message.labels, values)
+    message.review_count += 1
+    decided = None
+    if message.review_result is None and message.review_count >= config.reviews_required(
+            is_root=message.parent_id is None):
+        decided = tree_manager.review_accepted(message.labels, config.acceptance_threshold)
+    Message.objects.filter(pk=message.pk).update(
+        labels=message.labels, review_count=message.review_count, reviews_pending=_decrement("reviews_pending"),
+        review_result=decided if decided is not None else F("review_result"),
+    )
+    if decided is not None:
+        message.review_result = decided
+        _apply_review_decision(tree, message, decided, config)
+    if report:
+        _flag(message, reason=comment or "reported in a review")
+    _task_finish(task, now)
+    return review
+
+
+def _apply_review_decision(tree: MessageTree, message: Message, accepted: bool, config: TreeConfig) -> None:
+    tree.awaiting_review = max(tree.awaiting_review - 1, 0)
+    if accepted:
+        tree.accepted_count += 1
+    else:
+        tree.message_count = max(tree.message_count - 1, 0)
+        if message.parent_id:
+            Message.objects.filter(pk=message.parent_id).update(children_count=_decrement("children_count"))
+    tree.save(update_fields=["awaiting_review", "accepted_count", "message_count", "updated_at"])
+    if message.parent_id is None:
+        tree_transition(tree, tree_manager.state_after_prompt_review(accepted))
+        if accepted:
+            transaction.on_commit(lambda: lottery_activate(lang=tree.lang))
+    else:
+        _tree_check_growth(tree, config)
+
+
+def _tree_check_growth(tree: MessageTree, config: TreeConfig) -> None:
+    if tree.state != TreeState.GROWING:
+        return
+    finished = tree_manager.growth_finished(
+        accepted_count=tree.accepted_count, awaiting_review=tree.awaiting_review,
+        replies_pending=tree.replies_pending, goal=tree.goal_tree_size,
+        extendible_parents=0 if tree.accepted_count >= tree.goal_tree_size
+        else int(selectors.extendible_parent_exists(tree, config)),
+    )
+    if finished:
+        tree_transition(tree, TreeState.RANKING)
+        _tree_check_rankings(tree, config)
+
+
+def _rankable_parents(tree: MessageTree, config: TreeConfig):
+    roles = [Role.PROMPTER] + ([Role.ASSISTANT] if config.rank_prompter_replies else [])
+    return Message.objects.filter(tree=tree, deleted=False, review_result=True, role__in=roles,
+                                  children_count__gte=2)
+
+
+def _tree_check_rankings(tree: MessageTree, config: TreeConfig) -> None:
+    """Move a ranking tree on once every rankable parent has its rankings."""
+    if tree.state != TreeState.RANKING:
+        return
+    if not _rankable_parents(tree, config).filter(ranking_count__lt=config.num_required_rankings).exists():
+        tree_transition(tree, TreeState.READY_FOR_SCORING)
+        from ranking.jobs import tree_score_job
+
+        tree_id = tree.pk
+        transaction.on_commit(lambda: tree_score_job.delay(str(tree_id)))
+
+
+def tree_transition(tree: MessageTree, state: str) -> None:
+    """Move a locked tree along one of SPEC's arrows; any other move is refused."""
+    if not tree_manager.transition_allowed(tree.state, state):
+        raise Conflict(f"A tree cannot move from {tree.state} to {state}.", code="invalid_transition")
+    if state == TreeState.HALTED_BY_MODERATOR:
+        tree.halted_from_state = tree.state
+    tree.state = state
+    if state == TreeState.GROWING and tree.activated_at is None:
+        tree.activated_at = timezone.now()
+    tree.save(update_fields=["state", "halted_from_state", "activated_at", "updated_at"])
+
+
+@transaction.atomic
+def ranking_submit(*, user: User, task_id, ranking: object = None, not_rankable: bool = False):
+    """A ranking of the offered replies, best first, or "not rankable" (all of them are bad)."""
+    from ranking.models import Ranking
+
+    check_can_work(user)
+    config = tree_config()
+    now = timezone.now()
+    task = _task_locked(task_id)
+    _check_task_open(task, user, now)
+    if task.type not in RANK_TASKS:
+        raise ServiceError("This task takes a text or labels, not a ranking.", code="wrong_submission")
+    offered = [reply["id"] for reply in task.payload.get("reply_messages", [])]
+    if not_rankable is True:
+        if ranking:
+            raise ServiceError("Send either a ranking or not_rankable, not both.", code="invalid_ranking")
+        order: list[str] = []
+    else:
+        if not isinstance(ranking, list) or not all(isinstance(item, str) for item in ranking):
+            raise ServiceError("ranking must be a list of message ids, best first.", code="invalid_ranking")
+        if len(ranking) != len(offered) or set(ranking) != set(offered):
+            raise ServiceError("The ranking must order exactly the offered replies, each once.",
+                               code="invalid_ranking")
+        order = list(ranking)
+
+    tree = tree_locked(task.tree_id)
+    if tree.state != TreeState.RANKING:
+        raise Conflict("This conversation is no longer being ranked: skip the task.", code="tree_not_ranking")
+    try:
+        with transaction.atomic():
+            result = Ranking.objects.create(parent_id=task.item_id, user=user, task=task, ranking=order,
+                                            not_rankable=not_rankable is True)
+    except IntegrityError:
+        raise Conflict("You already ranked these replies.", code="already_ranked") from None
+    Message.objects.filter(pk=task.item_id).update(ranking_count=F("ranking_count") + 1,
+                                                   rankings_pending=_decrement("rankings_pending"))
+    _tree_check_rankings(tree, config)
+    _task_finish(task, now)
+    return result
+
+
+# --- Lottery, reactions, reports, moderation ---------------------------------------------------
+
+
+def lottery_activate(*, lang: str, rng: random.Random | None = None) -> list[MessageTree]:
+    """Move waiting prompts of a language to growing while fewer than max_active_trees grow."""
+    config = tree_config()
+    rng = rng or random.Random()
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:  # one activation per language at a time
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"oasst-lottery-{lang}"])
+        room = config.max_active_trees - MessageTree.objects.filter(state=TreeState.GROWING, lang=lang).count()
+        if room <= 0:
+            return []
+        waiting = list(MessageTree.objects.filter(state=TreeState.PROMPT_LOTTERY_WAITING, lang=lang)
+                       .order_by("created_at")[:200])
+        if not waiting:
+            return []
+        authors = dict(Message.objects.filter(id__in=[t.pk for t in waiting]).values_list("id", "author_id"))
+        scores = _author_acceptance(set(authors.values()) - {None})
+        pool = [(tree.pk, scores.get(authors.get(tree.pk), 0.0)) for tree in waiting]
+        by_id = {tree.pk: tree for tree in waiting}
+        activated = []
+        while pool and len(activated) < room:
+            picked = tree_manager.lottery_pick(pool, rng)
+            pool = [entry for entry in pool if entry[0] != picked]
+            tree = by_id[picked]
+            tree_transition(tree, TreeState.GROWING)
+            activated.append(tree)
+        return activated
+
+
+def _author_acceptance(author_ids: set) -> dict:
+    """Share of each author's decided replies that were accepted."""
+    rows = (Message.objects.filter(author_id__in=author_ids, parent__isnull=False, review_result__isnull=False)
+            .values("author_id").annotate(total=Count("id"), accepted=Count("id", filter=Q(review_result=True))))
+    return {row["author_id"]: row["accepted"] / row["total"] for row in rows}
+
+
+def _message_for_update(message_id) -> tuple[MessageTree, Message]:
+    """Lock a message's tree, then read the message (the tree lock guards all its writes)."""
+    try:
+        tree_id = Message.objects.filter(pk=message_id).values_list("tree_id", flat=True).get()
+    except (Message.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such message.", code="message_not_found") from None
+    tree = tree_locked(tree_id)
+    return tree, Message.objects.get(pk=message_id)
+
+
+@transaction.atomic
+def emoji_set(*, user: User, message_id, emoji: object, op: object) -> dict[str, int]:
+    """Add or remove one reaction; +1 and -1 exclude each other. Returns the message's counts."""
+    check_can_work(user)
+    if emoji not in Emoji.values:
+        raise ServiceError(f"Unknown emoji {emoji!r}.", code="invalid_emoji")
+    if op not in ("add", "remove"):
+        raise ServiceError("op must be add or remove.", code="invalid_op")
+    tree, message = _message_for_update(message_id)
+    if message.deleted:
+        raise NotFound("No such message.", code="message_not_found")
+    if message.author_id == user.pk:
+        raise Forbidden("You cannot react to your own message.", code="own_message")
+    reactions = EmojiReaction.objects.filter(message=message, user=user)
+    if op == "remove":
+        reactions.filter(emoji=emoji).delete()
+    elif not reactions.filter(emoji=emoji).exists():
+        opposite = {"+1": "-1", "-1": "+1"}.get(emoji)
+        if opposite:
+            reactions.filter(emoji=opposite).delete()
+        EmojiReaction.objects.create(message=message, user=user, emoji=emoji)
+        if emoji == Emoji.RED_FLAG:
+            _flag(message, reason="red flag")
+    counts = dict(EmojiReaction.objects.filter(message=message).values_list("emoji").annotate(n=Count("id")))
+    message.emojis = {code: counts[code] for code in Emoji.values if counts.get(code)}
+    message.red_flags = counts.get(Emoji.RED_FLAG, 0)
+    message.save(update_fields=["emojis", "red_flags"])
+    _auto_moderate(tree, message)
+    return message.emojis
+
+
+@transaction.atomic
+def message_report(*, user: User, message_id, reason: object) -> FlaggedMessage:
+    check_can_work(user)
+    if not isinstance(reason, str) or not reason.strip():
+        raise ServiceError("Say why you report this message.", code="empty_reason")
+    if len(reason.strip()) > MAX_REASON:
+        raise ServiceError(f"The reason is longer than {MAX_REASON} characters.", code="reason_too_long")
+    _, message = _message_for_update(message_id)
+    return _flag(message, reason=reason.strip())
+
+
+def _flag(message: Message, *, reason: str) -> FlaggedMessage:
+    flag, _ = FlaggedMessage.objects.get_or_create(message=message)
+    flag.reports += 1
+    flag.reasons = (flag.reasons + [reason])[-20:]
+    flag.processed = False
+    flag.save(update_fields=["reports", "reasons", "processed", "updated_at"])
+    return flag
+
+
+def _auto_moderate(tree: MessageTree, message: Message) -> None:
+    config = tree_config()
+    if not config.auto_mod_enabled or message.red_flags < config.auto_mod_red_flags or message.deleted:
+        return
+    if message.parent_id is None:
+        if tree_manager.transition_allowed(tree.state, TreeState.ABORTED_LOW_GRADE):
+            logger.info("tree %s aborted: its prompt has %s red flags", tree.pk, message.red_flags)
+            tree_transition(tree, TreeState.ABORTED_LOW_GRADE)
+    else:
+        logger.info("message %s deleted with its subtree: %s red flags", message.pk, message.red_flags)
+        _subtree_set_deleted(tree, message, deleted=True)
+
+
+def _subtree_set_deleted(tree: MessageTree, message: Message, *, deleted: bool) -> int:
+    messages = selectors.tree_messages(tree.pk)
+    children: dict = {}
+    for m in messages:
+        children.setdefault(m.parent_id, []).append(m.pk)
+    ids, stack = [], [message.pk]
+    while stack:
+        current = stack.pop()
+        ids.append(current)
+        stack.extend(children.get(current, []))
+    changed = Message.objects.filter(pk__in=ids).exclude(deleted=deleted).update(deleted=deleted)
+    tree_counters_recompute(tree)
+    return changed
+
+
+def tree_counters_recompute(tree: MessageTree) -> None:
+    """Recount a tree's counters from its messages and open tasks (after moderation or repair).
+    The caller holds the tree lock; message rows are locked before the tasks are counted so that
+    no concurrent claim is lost."""
+    messages = list(Message.objects.select_for_update().filter(tree=tree))
+    pending: dict = {}
+    for item_id, task_type in selectors.open_tasks(tree=tree).values_list("item_id", "type"):
+        field = _PENDING_FIELD.get(task_type)
+        if field:
+            pending.setdefault(item_id, Counter())[field] += 1
+    live = [m for m in messages if not m.deleted and m.review_result is not False]
+    children = Counter(m.parent_id for m in live if m.parent_id)
+    changed = []
+    for m in messages:
+        values = {"children_count": children.get(m.pk, 0)}
+        values.update({field: pending.get(m.pk, Counter())[field] for field in set(_PENDING_FIELD.values())})
+        if any(getattr(m, key) != value for key, value in values.items()):
+            for key, value in values.items():
+                setattr(m, key, value)
+            changed.append(m)
+    Message.objects.bulk_update(changed, ["children_count", "reviews_pending", "rankings_pending", "replies_pending"])
+    tree.message_count = len(live)
+    tree.accepted_count = sum(1 for m in live if m.review_result is True)
+    tree.awaiting_review = sum(1 for m in live if m.review_result is None)
+    tree.replies_pending = sum(m.replies_pending for m in messages)
+    tree.save(update_fields=["message_count", "accepted_count", "awaiting_review", "replies_pending", "updated_at"])
+
+
+@transaction.atomic
+def tree_halt(*, tree_id) -> MessageTree:
+    tree = tree_locked(tree_id)
+    tree_transition(tree, TreeState.HALTED_BY_MODERATOR)
+    return tree
+
+
+@transaction.atomic
+def tree_resume(*, tree_id) -> MessageTree:
+    tree = tree_locked(tree_id)
+    if tree.state != TreeState.HALTED_BY_MODERATOR or not tree.halted_from_state:
+        raise Conflict("This tree is not halted.", code="not_halted")
+    tree_transition(tree, tree.halted_from_state)
+    tree.halted_from_state = ""
+    tree.save(update_fields=["halted_from_state"])
+    if tree.state == TreeState.GROWING:
+        tree.reply_skip_count = 0
+        tree.save(update_fields=["reply_skip_count"])
+        _tree_check_growth(tree, tree_config())
+    return tree
+
+
+@transaction.atomic
+def tos_accept(*, user: User) -> User:
+    if user.tos_accepted_at is None:
+        user.tos_accepted_at = timezone.now()
+        user.save(update_fields=["tos_accepted_at"])
+    return user
