@@ -5,7 +5,9 @@ Every API error answers `{"detail": "...", "code": "..."}`; invalid input adds `
 """
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.authtoken.models import Token
@@ -61,6 +63,10 @@ def error_body(exc: exceptions.APIException) -> dict:
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = ServiceRefused(exc)
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
     if response is not None:
         response.data = error_body(exc)

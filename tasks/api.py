@@ -177,19 +177,12 @@ class TaskSubmitView(APIView):
     def post(self, request, task_id):
         body = SubmitSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        data = body.validated_data
-        task_type = Task.objects.filter(pk=task_id, user=request.user).values_list("type", flat=True).first()
-        if task_type in services.RANK_TASKS:
-            result = services.ranking_submit(user=request.user, task_id=task_id, ranking=data.get("ranking"),
-                                             not_rankable=data["not_rankable"])
+        result = services.task_submit(user=request.user, task_id=task_id, **body.validated_data)
+        if isinstance(result, Ranking):
             output = RankingResultSerializer(result).data
-        elif task_type in services.LABEL_TASKS:
-            result = services.labels_submit(user=request.user, task_id=task_id, labels=data.get("labels"),
-                                            text=data.get("text", ""), report=data["report"])
+        elif isinstance(result, Review):
             output = ReviewResultSerializer(result).data
-        else:  # text tasks, and unknown or foreign ids, which the service refuses
-            result = services.text_submit(user=request.user, task_id=task_id, text=data.get("text"),
-                                          client_id=data["client_id"])
+        else:
             output = MessageSerializer(result, context={"request": request}).data
         return Response(output, status=status.HTTP_201_CREATED)
 

@@ -73,6 +73,8 @@ def check_language(lang: str) -> None:
 
 
 def clean_text(text: object, *, config: TreeConfig, field: str = "text", allow_empty: bool = False) -> str:
+    if text is None:
+        text = ""
     if not isinstance(text, str):
         raise ServiceError(f"The {field} must be a string.", code=f"invalid_{field}")
     text = text.strip()
@@ -85,8 +87,9 @@ def clean_text(text: object, *, config: TreeConfig, field: str = "text", allow_e
 
 
 def _task_locked(task_id) -> Task:
+    """Lock a task row (its item comes along in the same statement)."""
     try:
-        return Task.objects.select_for_update().get(pk=task_id)
+        return Task.objects.select_related("item").select_for_update(of=("self",)).get(pk=task_id)
     except (Task.DoesNotExist, ValueError, TypeError):
         raise NotFound("No such task.", code="task_not_found") from None
 
@@ -107,9 +110,14 @@ def tree_locked(tree_id) -> MessageTree:
     return MessageTree.objects.select_for_update().get(pk=tree_id)
 
 
-def _task_finish(task: Task, now) -> None:
+ACTIVITY_RESOLUTION = timedelta(minutes=1)
+
+
+def _task_finish(task: Task, user: User, now) -> None:
     Task.objects.filter(pk=task.pk).update(done=True, done_at=now, acked_at=task.acked_at or now)
-    User.objects.filter(pk=task.user_id).update(last_activity_at=now)
+    if user.last_activity_at is None or now - user.last_activity_at > ACTIVITY_RESOLUTION:
+        user.last_activity_at = now
+        User.objects.filter(pk=user.pk).update(last_activity_at=now)
 
 
 # --- Handing out tasks -------------------------------------------------------------------------
@@ -274,15 +282,42 @@ def tasks_expire(*, now=None, batch: int = 500) -> int:
 
 
 @transaction.atomic
+def task_submit(*, user: User, task_id, text: object = None, client_id: object = "", ranking: object = None,
+                not_rankable: bool = False, labels: object = None, report: bool = False):
+    """Submit a task of any type: a text, a ranking or labels, by the task's type."""
+    task = _task_locked(task_id)
+    if task.type in RANK_TASKS:
+        return _ranking_submit(user=user, task=task, ranking=ranking, not_rankable=not_rankable)
+    if task.type in LABEL_TASKS:
+        return _labels_submit(user=user, task=task, labels=labels, text=text or "", report=report)
+    return _text_submit(user=user, task=task, text=text, client_id=client_id)
+
+
+@transaction.atomic
 def text_submit(*, user: User, task_id, text: object, client_id: object = "") -> Message:
     """A prompt or a reply. A retry with the same client_id returns the message already created."""
+    return _text_submit(user=user, task=_task_locked(task_id), text=text, client_id=client_id)
+
+
+@transaction.atomic
+def labels_submit(*, user: User, task_id, labels: object, text: object = "", report: bool = False) -> Review:
+    """A review: labels for one message; the last required review decides acceptance."""
+    return _labels_submit(user=user, task=_task_locked(task_id), labels=labels, text=text, report=report)
+
+
+@transaction.atomic
+def ranking_submit(*, user: User, task_id, ranking: object = None, not_rankable: bool = False):
+    """A ranking of the offered replies, best first, or "not rankable" (all of them are bad)."""
+    return _ranking_submit(user=user, task=_task_locked(task_id), ranking=ranking, not_rankable=not_rankable)
+
+
+def _text_submit(*, user: User, task: Task, text: object, client_id: object) -> Message:
     check_can_work(user)
     config = tree_config()
     now = timezone.now()
     if not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID:
         raise ServiceError(f"client_id must be a string of at most {MAX_CLIENT_ID} characters.",
                            code="invalid_client_id")
-    task = _task_locked(task_id)
     if task.done and client_id and task.user_id == user.pk:
         retried = Message.objects.filter(task=task, client_id=client_id).first()
         if retried is not None:
@@ -292,12 +327,20 @@ def text_submit(*, user: User, task_id, text: object, client_id: object = "") ->
         raise ServiceError("This task takes labels or a ranking, not a text.", code="wrong_submission")
     text = clean_text(text, config=config)
     window_start = now - timedelta(minutes=config.duplicate_text_window_minutes)
-    same = Q(text=text, created_at__gte=window_start) | (Q(client_id=client_id) if client_id else Q(pk__in=[]))
-    clash = Message.objects.filter(same, author=user).values_list("client_id", flat=True).first()
-    if clash is not None:
-        if client_id and clash == client_id:
+    # One statement finds every clash: the same text lately, the client_id reused, a reply to this parent.
+    same = Q(text=text, created_at__gte=window_start)
+    if client_id:
+        same |= Q(client_id=client_id)
+    if task.item_id:
+        same |= Q(parent_id=task.item_id)
+    for clash_client_id, clash_parent_id, clash_text in Message.objects.filter(same, author=user).values_list(
+            "client_id", "parent_id", "text")[:3]:
+        if client_id and clash_client_id == client_id:
             raise Conflict("This client_id was already used for another message.", code="duplicate_client_id")
-        raise Conflict("You sent the same text recently.", code="duplicate_text")
+        if task.item_id and clash_parent_id == task.item_id:
+            raise Conflict("You already replied to this message.", code="already_replied")
+        if clash_text == text:
+            raise Conflict("You sent the same text recently.", code="duplicate_text")
 
     if task.type == TaskType.INITIAL_PROMPT:
         tree_id = uuid.uuid4()  # the tree takes its prompt's id, as in the oasst export format
@@ -309,23 +352,23 @@ def text_submit(*, user: User, task_id, text: object, client_id: object = "") ->
                                          role=Role.PROMPTER, text=text, lang=task.lang, depth=0)
     else:
         tree = tree_locked(task.tree_id)
-        parent = Message.objects.get(pk=task.item_id)
+        parent = task.item  # read with the task; its writes happen under the tree lock now held
         if tree.state != TreeState.GROWING or parent.deleted or parent.review_result is not True:
             raise Conflict("This conversation no longer takes replies: skip the task.", code="parent_closed")
-        if Message.objects.filter(parent=parent, author=user).exists():
-            raise Conflict("You already replied to this message.", code="already_replied")
         message = Message.objects.create(
             tree=tree, parent=parent, author=user, task=task, client_id=client_id,
             role=Role.ASSISTANT if parent.role == Role.PROMPTER else Role.PROMPTER,
             text=text, lang=task.lang, depth=parent.depth + 1,
         )
-        Message.objects.filter(pk=parent.pk).update(children_count=F("children_count") + 1,
-                                                    replies_pending=_decrement("replies_pending"))
+        still_open = Message.objects.filter(pk=parent.pk, deleted=False, review_result=True).update(
+            children_count=F("children_count") + 1, replies_pending=_decrement("replies_pending"))
+        if not still_open:  # deleted by a moderator since the task was read
+            raise Conflict("This conversation no longer takes replies: skip the task.", code="parent_closed")
         tree.message_count += 1
         tree.awaiting_review += 1
         tree.replies_pending = max(tree.replies_pending - 1, 0)
         tree.save(update_fields=["message_count", "awaiting_review", "replies_pending", "updated_at"])
-    _task_finish(task, now)
+    _task_finish(task, user, now)
     return message
 
 
@@ -346,13 +389,10 @@ def _check_labels(labels: object, payload: Mapping) -> dict[str, float]:
     return {name: float(value) for name, value in labels.items()}
 
 
-@transaction.atomic
-def labels_submit(*, user: User, task_id, labels: object, text: object = "", report: bool = False) -> Review:
-    """A review: labels for one message; the last required review decides acceptance."""
+def _labels_submit(*, user: User, task: Task, labels: object, text: object, report: bool) -> Review:
     check_can_work(user)
     config = tree_config()
     now = timezone.now()
-    task = _task_locked(task_id)
     _check_task_open(task, user, now)
     if task.type not in LABEL_TASKS:
         raise ServiceError("This task takes a text or a ranking, not labels.", code="wrong_submission")
@@ -361,15 +401,14 @@ def labels_submit(*, user: User, task_id, labels: object, text: object = "", rep
     if not isinstance(report, bool):
         raise ServiceError("report must be true or false.", code="invalid_report")
 
-    tree = tree_locked(task.tree_id)
-    message = Message.objects.get(pk=task.item_id)
+    message = task.item
     if message.author_id == user.pk:
         raise Forbidden("You cannot review your own message.", code="own_message")
-    try:
-        with transaction.atomic():
-            review = Review.objects.create(message=message, user=user, task=task,
-                                           mode=task.payload.get("mode", "simple"), labels=values,
-                                           text=comment, report=report)
+    tree = tree_locked(task.tree_id)
+    message.refresh_from_db(fields=["labels", "review_count", "review_result"])
+    try:  # the unique constraint refuses a second review; the whole transaction is then rolled back
+        review = Review.objects.create(message=message, user=user, task=task, mode=task.payload.get("mode", "simple"),
+                                       labels=values, text=comment, report=report)
     except IntegrityError:
         raise Conflict("You already reviewed this message.", code="already_reviewed") from None
 
@@ -388,7 +427,7 @@ def labels_submit(*, user: User, task_id, labels: object, text: object = "", rep
         _apply_review_decision(tree, message, decided, config)
     if report:
         _flag(message, reason=comment or "reported in a review")
-    _task_finish(task, now)
+    _task_finish(task, user, now)
     return review
 
 
@@ -453,15 +492,12 @@ def tree_transition(tree: MessageTree, state: str) -> None:
     tree.save(update_fields=["state", "halted_from_state", "activated_at", "updated_at"])
 
 
-@transaction.atomic
-def ranking_submit(*, user: User, task_id, ranking: object = None, not_rankable: bool = False):
-    """A ranking of the offered replies, best first, or "not rankable" (all of them are bad)."""
+def _ranking_submit(*, user: User, task: Task, ranking: object, not_rankable: bool):
     from ranking.models import Ranking
 
     check_can_work(user)
     config = tree_config()
     now = timezone.now()
-    task = _task_locked(task_id)
     _check_task_open(task, user, now)
     if task.type not in RANK_TASKS:
         raise ServiceError("This task takes a text or labels, not a ranking.", code="wrong_submission")
@@ -478,19 +514,20 @@ def ranking_submit(*, user: User, task_id, ranking: object = None, not_rankable:
                                code="invalid_ranking")
         order = list(ranking)
 
+    if Message.objects.filter(pk__in=offered, author=user).exists():
+        raise Forbidden("You cannot rank a set of replies that holds your own.", code="own_message")
     tree = tree_locked(task.tree_id)
     if tree.state != TreeState.RANKING:
         raise Conflict("This conversation is no longer being ranked: skip the task.", code="tree_not_ranking")
-    try:
-        with transaction.atomic():
-            result = Ranking.objects.create(parent_id=task.item_id, user=user, task=task, ranking=order,
-                                            not_rankable=not_rankable is True)
+    try:  # the unique constraint refuses a second ranking; the whole transaction is then rolled back
+        result = Ranking.objects.create(parent_id=task.item_id, user=user, task=task, ranking=order,
+                                        not_rankable=not_rankable is True)
     except IntegrityError:
         raise Conflict("You already ranked these replies.", code="already_ranked") from None
     Message.objects.filter(pk=task.item_id).update(ranking_count=F("ranking_count") + 1,
                                                    rankings_pending=_decrement("rankings_pending"))
     _tree_check_rankings(tree, config)
-    _task_finish(task, now)
+    _task_finish(task, user, now)
     return result
 
 

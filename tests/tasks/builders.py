@@ -1,0 +1,36 @@
+"""Build trees through the services, the way contributors would."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from tasks import services
+from tasks.models import Message, Task
+
+GOOD_LABELS = {"spam": 0, "lang_mismatch": 0}
+SPAM_LABELS = {"spam": 1, "lang_mismatch": 0}
+
+
+def labels_for(task: Task, values: dict) -> dict:
+    return {name: value for name, value in values.items() if name in task.payload["valid_labels"]}
+
+
+def write_prompt(user, text="How do tides work?", lang="en") -> Message:
+    task = services.task_request(user=user, task_type="initial_prompt", lang=lang)
+    return services.text_submit(user=user, task_id=task.pk, text=text)
+
+
+def review(user, task_type, values=GOOD_LABELS, lang="en"):
+    task = services.task_request(user=user, task_type=task_type, lang=lang)
+    return services.labels_submit(user=user, task_id=task.pk, labels=labels_for(task, values))
+
+
+def reply(user, text, task_type="assistant_reply", lang="en") -> Message:
+    task = services.task_request(user=user, task_type=task_type, lang=lang)
+    return services.text_submit(user=user, task_id=task.pk, text=text)
+
+
+def open_task(user, task_type, item, **payload) -> Task:
+    """A task made directly (bypassing the queue) to test the submission guards."""
+    return Task.objects.create(type=task_type, user=user, lang="en", item=item, tree=item.tree if item else None,
+                               payload=payload, expires_at=timezone.now() + timedelta(days=1))
