@@ -12,7 +12,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
@@ -81,14 +81,6 @@ class UserSerializer(serializers.ModelSerializer):
         fields = ["id", "username", "display_name", "preferred_language", "tos_accepted",
                   "show_on_leaderboard", "streak_days", "date_joined"]
         read_only_fields = fields
-
-
-class UserMeView(APIView):
-    permission_classes = [IsAuthenticated]
-
-    @extend_schema(responses={200: UserSerializer, 401: ErrorSerializer, 403: ErrorSerializer})
-    def get(self, request):
-        return Response(UserSerializer(request.user).data)
 
 
 class TokenResponseSerializer(serializers.Serializer):

@@ -121,12 +121,19 @@ CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Leaderboard rebuild intervals per time frame, in minutes.
+LEADERBOARD_REFRESH_MINUTES = {
+    frame: env.int(f"OASST_LEADERBOARD_{frame.upper()}_MINUTES", default, minimum=1)
+    for frame, default in (("day", 5), ("week", 15), ("month", 60), ("total", 240))
+}
 # The schedule lives here, in code; oasst.schedule mirrors it into django-celery-beat's tables.
 CELERY_BEAT_SCHEDULE = {
     "sessions-clear": {"task": "oasst.sessions_clear", "schedule": 24 * 3600.0},
     "tasks-expire": {"task": "tasks.expire_tasks", "schedule": 300.0},
     "lottery-activate": {"task": "tasks.lottery_activate", "schedule": 300.0},
     "scoring-retry": {"task": "ranking.scoring_retry", "schedule": 600.0},
+    **{f"leaderboard-{frame}": {"task": "ranking.leaderboard_rebuild", "schedule": minutes * 60.0, "args": [frame]}
+       for frame, minutes in LEADERBOARD_REFRESH_MINUTES.items()},
 }
 
 # The tree manager's settings (SPEC defaults); each is overridable as OASST_<NAME in capitals>.
@@ -163,6 +170,7 @@ OASST = {
     "weight_review_prompt": env.float("OASST_WEIGHT_REVIEW_PROMPT", 5, minimum=0),
     "weight_reply": env.float("OASST_WEIGHT_REPLY", 2, minimum=0),
     "weight_prompt": env.float("OASST_WEIGHT_PROMPT", 0.01, minimum=0),
+    "good_ranking_tau": env.float("OASST_GOOD_RANKING_TAU", 0.5, minimum=-1, maximum=1),
 }
 
 # Authentication

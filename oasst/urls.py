@@ -3,13 +3,16 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from oasst import api, views
+from ranking import api as ranking_api
 from tasks import api as tasks_api
 
 api_v1 = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("auth/token/", api.TokenObtainView.as_view(), name="token"),
-    path("users/me/", api.UserMeView.as_view(), name="users-me"),
+    path("users/me/", ranking_api.UserMeView.as_view(), name="users-me"),
+    path("leaderboard/<str:frame>/", ranking_api.LeaderboardView.as_view(), name="leaderboard"),
+    path("trollboard/<str:frame>/", ranking_api.TrollboardView.as_view(), name="trollboard"),
     path("users/me/accept-tos/", tasks_api.AcceptTosView.as_view(), name="accept-tos"),
     path("tasks/", tasks_api.TaskListView.as_view(), name="tasks"),
     path("tasks/available/", tasks_api.TaskAvailableView.as_view(), name="tasks-available"),

@@ -13,3 +13,8 @@ def tree_score_job(tree_id: str) -> str:
 @shared_task(name="ranking.scoring_retry")
 def scoring_retry_job() -> int:
     return services.trees_scoring_retry()
+
+
+@shared_task(name="ranking.leaderboard_rebuild")
+def leaderboard_rebuild_job(frame: str) -> int:
+    return services.leaderboard_rebuild(frame=frame)

@@ -1,4 +1,4 @@
-"""Rankings: one user's ordering of one parent's replies (or "not rankable")."""
+"""Rankings and what comes of them: consensus, contribution events, scores and the leaderboard."""
 
 from django.conf import settings
 from django.db import models
@@ -11,6 +11,7 @@ class Ranking(models.Model):
                                 related_name="ranking")
     ranking = models.JSONField(default=list, help_text="Reply ids, best first; empty when not rankable.")
     not_rankable = models.BooleanField(default=False)
+    agreement = models.FloatField(null=True, blank=True, help_text="Kendall's tau with the consensus.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -18,3 +19,94 @@ class Ranking(models.Model):
 
     def __str__(self) -> str:
         return f"ranking of {self.parent_id} by {self.user_id}"
+
+
+class RankingResult(models.Model):
+    """The consensus of one parent's rankings, and how far the rankers agreed."""
+
+    parent = models.OneToOneField("tasks.Message", on_delete=models.CASCADE, related_name="ranking_result")
+    consensus = models.JSONField(default=list, help_text="Reply ids, best first.")
+    rankings = models.PositiveIntegerField(default=0, help_text="Complete rankings the consensus used.")
+    not_rankable = models.PositiveIntegerField(default=0, help_text='"Not rankable" submissions.')
+    agreement = models.FloatField(null=True, blank=True, help_text="Kendall's W of the rankings (1 = unanimous).")
+    computed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"consensus of {self.parent_id}"
+
+
+class EventKind(models.TextChoices):
+    PROMPT = "prompt"
+    ASSISTANT_REPLY = "assistant_reply"
+    PROMPTER_REPLY = "prompter_reply"
+    SIMPLE_LABEL = "simple_label"
+    FULL_LABEL = "full_label"
+    RANKING = "ranking"
+    GOOD_RANKING = "good_ranking"
+    ACCEPTED_PROMPT = "accepted_prompt"
+    ACCEPTED_ASSISTANT_REPLY = "accepted_assistant_reply"
+    ACCEPTED_PROMPTER_REPLY = "accepted_prompter_reply"
+    RANKED_1ST = "ranked_1st"
+    RANKED_2ND = "ranked_2nd"
+    RANKED_3RD = "ranked_3rd"
+
+
+class ContributionEvent(models.Model):
+    """One thing a user did or earned; points per time frame are counted from these."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=32, choices=EventKind.choices)
+    message = models.ForeignKey("tasks.Message", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+")
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "created_at"], name="event_user_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} by {self.user_id}"
+
+
+class Frame(models.TextChoices):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    TOTAL = "total"
+
+
+class UserScore(models.Model):
+    """A user's points in one time frame with the breakdown, refreshed after each contribution."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scores")
+    frame = models.CharField(max_length=8, choices=Frame.choices)
+    score = models.IntegerField(default=0)
+    counts = models.JSONField(default=dict, help_text="kind -> number of contributions")
+    breakdown = models.JSONField(default=dict, help_text="kind -> points")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "frame"], name="score_once_per_frame")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.frame}: {self.score}"
+
+
+class LeaderboardEntry(models.Model):
+    """The materialised leaderboard of one time frame, rebuilt whole by a periodic job."""
+
+    frame = models.CharField(max_length=8, choices=Frame.choices)
+    rank = models.PositiveIntegerField()
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    score = models.IntegerField()
+    level = models.PositiveSmallIntegerField()
+    built_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["frame", "rank"], name="leaderboard_rank_unique"),
+            models.UniqueConstraint(fields=["frame", "user"], name="leaderboard_user_unique"),
+        ]
+        permissions = [("view_trollboard", "Can view the trollboard")]
+
+    def __str__(self) -> str:
+        return f"{self.frame} #{self.rank}: {self.user_id}"

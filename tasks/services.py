@@ -23,6 +23,8 @@ from django.utils import timezone
 from oasst.errors import Conflict, Forbidden, NotFound, RateLimited, ServiceError
 from oasst.languages import LANGUAGES
 from oasst.models import User
+from ranking import scoring
+from ranking.events import event_record, streak_record
 from tasks import selectors, tree_manager
 from tasks.models import (
     Emoji,
@@ -110,14 +112,11 @@ def tree_locked(tree_id) -> MessageTree:
     return MessageTree.objects.select_for_update().get(pk=tree_id)
 
 
-ACTIVITY_RESOLUTION = timedelta(minutes=1)
-
-
-def _task_finish(task: Task, user: User, now) -> None:
+def _task_finish(task: Task, user: User, now, *, event: str, message_id) -> None:
+    """Close the task, record what the user earned, and keep their streak."""
     Task.objects.filter(pk=task.pk).update(done=True, done_at=now, acked_at=task.acked_at or now)
-    if user.last_activity_at is None or now - user.last_activity_at > ACTIVITY_RESOLUTION:
-        user.last_activity_at = now
-        User.objects.filter(pk=user.pk).update(last_activity_at=now)
+    event_record(user_id=user.pk, kind=event, message_id=message_id, at=now)
+    streak_record(user=user, now=now)
 
 
 # --- Handing out tasks -------------------------------------------------------------------------
@@ -368,7 +367,9 @@ def _text_submit(*, user: User, task: Task, text: object, client_id: object) -> 
         tree.awaiting_review += 1
         tree.replies_pending = max(tree.replies_pending - 1, 0)
         tree.save(update_fields=["message_count", "awaiting_review", "replies_pending", "updated_at"])
-    _task_finish(task, user, now)
+    event = {Role.ASSISTANT: scoring.ASSISTANT_REPLY, Role.PROMPTER: scoring.PROMPTER_REPLY}[message.role]
+    _task_finish(task, user, now, event=scoring.PROMPT if message.parent_id is None else event,
+                 message_id=message.pk)
     return message
 
 
@@ -427,7 +428,8 @@ def _labels_submit(*, user: User, task: Task, labels: object, text: object, repo
         _apply_review_decision(tree, message, decided, config)
     if report:
         _flag(message, reason=comment or "reported in a review")
-    _task_finish(task, user, now)
+    _task_finish(task, user, now, event=scoring.FULL_LABEL if review.mode == Review.Mode.FULL else scoring.SIMPLE_LABEL,
+                 message_id=message.pk)
     return review
 
 
@@ -435,6 +437,9 @@ def _apply_review_decision(tree: MessageTree, message: Message, accepted: bool, 
     tree.awaiting_review = max(tree.awaiting_review - 1, 0)
     if accepted:
         tree.accepted_count += 1
+        kind = (scoring.ACCEPTED_PROMPT if message.parent_id is None else
+                scoring.ACCEPTED_ASSISTANT_REPLY if message.role == Role.ASSISTANT else scoring.ACCEPTED_PROMPTER_REPLY)
+        event_record(user_id=message.author_id, kind=kind, message_id=message.pk)
     else:
         tree.message_count = max(tree.message_count - 1, 0)
         if message.parent_id:
@@ -527,7 +532,7 @@ def _ranking_submit(*, user: User, task: Task, ranking: object, not_rankable: bo
     Message.objects.filter(pk=task.item_id).update(ranking_count=F("ranking_count") + 1,
                                                    rankings_pending=_decrement("rankings_pending"))
     _tree_check_rankings(tree, config)
-    _task_finish(task, user, now)
+    _task_finish(task, user, now, event=scoring.RANKING, message_id=task.item_id)
     return result
 
 

@@ -47,6 +47,7 @@ class TreeConfig:
     weight_review_prompt: float = 5
     weight_reply: float = 2
     weight_prompt: float = 0.01
+    good_ranking_tau: float = 0.5
 
     def pool_weights(self) -> dict[str, float]:
         return {

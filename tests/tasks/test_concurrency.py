@@ -123,9 +123,10 @@ def test_concurrent_rankings_of_one_parent_neither_deadlock_nor_overshoot(crowd,
 def test_random_requests_from_many_users_respect_every_reservation(crowd, tree_settings):
     tree_settings(num_reviews_initial_prompt=2, num_reviews_reply=2, max_children_count=2, max_active_trees=3)
     authors = [UserFactory() for _ in range(4)]
-    prompts = [write_prompt(author, text=f"Prompt number {i}") for i, author in enumerate(authors)]
-    for prompt in prompts[:2]:
-        for reviewer in (authors[(authors.index(prompt.author) + 1) % 4], authors[(authors.index(prompt.author) + 2) % 4]):
+    for i, author in enumerate(authors):
+        write_prompt(author, text=f"Prompt number {i}")
+    for index in range(2):
+        for reviewer in (authors[(index + 1) % 4], authors[(index + 2) % 4]):
             task = services.task_request(user=reviewer, task_type="label_initial_prompt", lang="en")
             services.labels_submit(user=reviewer, task_id=task.pk, labels=labels_for(task, {"spam": 0}))
     for _round in range(2):

@@ -13,10 +13,11 @@ from tests.tasks.builders import review, write_prompt
 
 pytestmark = pytest.mark.django_db
 
-# (request, ack, submit) per database, for a first-time contributor (the submit also stamps their activity)
+# (request, ack, submit) per database, for a first-time contributor (the submit also records the points event
+# and starts their streak; the label submit here is the deciding review, which accepts the prompt)
 EXPECTED = {
-    "postgresql": {"initial_prompt": (5, 5, 9), "assistant_reply": (8, 5, 11), "label_initial_prompt": (7, 5, 12)},
-    "sqlite": {"initial_prompt": (8, 5, 9), "assistant_reply": (11, 5, 11), "label_initial_prompt": (10, 5, 12)},
+    "postgresql": {"initial_prompt": (5, 5, 10), "assistant_reply": (8, 5, 12), "label_initial_prompt": (7, 5, 14)},
+    "sqlite": {"initial_prompt": (8, 5, 10), "assistant_reply": (11, 5, 12), "label_initial_prompt": (10, 5, 14)},
 }
 
 

@@ -1,0 +1,23 @@
+"""Reads of scores and the leaderboard."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from ranking.models import LeaderboardEntry
+
+AROUND = 5
+
+
+def leaderboard(frame: str) -> QuerySet[LeaderboardEntry]:
+    return (LeaderboardEntry.objects.filter(frame=frame).select_related("user").order_by("rank")
+            .only("rank", "score", "level", "built_at", "user__username", "user__display_name"))
+
+
+def leaderboard_ranks(user) -> dict[str, LeaderboardEntry]:
+    """The user's entry in each frame where they are ranked."""
+    return {entry.frame: entry for entry in LeaderboardEntry.objects.filter(user=user)}
+
+
+def leaderboard_window(frame: str, rank: int, around: int = AROUND) -> list[LeaderboardEntry]:
+    return list(leaderboard(frame).filter(rank__gte=max(1, rank - around), rank__lte=rank + around))
