@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.db.models.fields import CharField, IntegerField
 from django.utils import timezone
 
@@ -13,7 +13,7 @@ from tasks.models import Message, MessageTree, Role, Task, TaskType, TreeState
 from tasks.tree_manager import Candidate, Pool, TreeConfig
 
 CANDIDATES_PER_POOL = 12
-POOL_COLUMNS = ("id", "tree_id", "role", "children_count", "depth")
+POOL_COLUMNS = ("id", "tree_id", "role", "children_count", "reply_limit")
 
 
 def open_tasks(**filters) -> QuerySet[Task]:
@@ -31,8 +31,14 @@ def _not_touched_by(user, types) -> Exists:
     return Exists(Task.objects.filter(user=user, item=OuterRef("pk"), type__in=types, expired=False))
 
 
-def _pool_rows(qs: QuerySet, pool: str) -> QuerySet:
-    return qs.annotate(pool_name=Value(pool, output_field=CharField())).values_list(*POOL_COLUMNS, "pool_name")
+def _pool_rows(qs: QuerySet, pool: str, config: TreeConfig) -> QuerySet:
+    if pool == Pool.REPLY:  # the limit of the parent's tree, as copied when the tree was created
+        reply_limit = Case(When(role=Role.PROMPTER, then=F("tree__max_children_count")),
+                           default=Value(config.num_prompter_replies), output_field=IntegerField())
+    else:
+        reply_limit = Value(0, output_field=IntegerField())
+    return qs.annotate(pool_name=Value(pool, output_field=CharField()), reply_limit=reply_limit) \
+        .values_list(*POOL_COLUMNS, "pool_name")
 
 
 def review_prompt_candidates(*, user, lang: str, config: TreeConfig) -> QuerySet:
@@ -88,9 +94,9 @@ def _limit_marker(qs: QuerySet, limit: int, pool: str) -> QuerySet:
     """One row iff qs has at least `limit` rows: lets a count check ride in the same statement."""
     return qs.annotate(
         tree_ref=F("id"), role_ref=Value("", output_field=CharField()),
-        children_ref=Value(0, output_field=IntegerField()), depth_ref=Value(0, output_field=IntegerField()),
+        children_ref=Value(0, output_field=IntegerField()), limit_ref=Value(0, output_field=IntegerField()),
         pool_name=Value(pool, output_field=CharField()),
-    ).values_list("id", "tree_ref", "role_ref", "children_ref", "depth_ref", "pool_name").order_by()[limit - 1:limit]
+    ).values_list("id", "tree_ref", "role_ref", "children_ref", "limit_ref", "pool_name").order_by()[limit - 1:limit]
 
 
 PROMPTS_FULL = "prompts_full"
@@ -128,7 +134,7 @@ def task_candidates(*, user, lang: str, config: TreeConfig, pools: dict[str, str
             Pool.REPLY: lambda role: reply_candidates(user=user, lang=lang, config=config, parent_role=role),
             Pool.RANKING: lambda role: ranking_candidates(user=user, lang=lang, config=config, parent_role=role),
         }[pool](role)
-        parts.append(_pool_rows(qs, pool)[:CANDIDATES_PER_POOL])
+        parts.append(_pool_rows(qs, pool, config)[:CANDIDATES_PER_POOL])
 
     if connection.features.supports_slicing_ordering_in_compound:
         rows = list(parts[0].union(*parts[1:], all=True))
@@ -137,12 +143,12 @@ def task_candidates(*, user, lang: str, config: TreeConfig, pools: dict[str, str
 
     candidates: dict[str, list[Candidate]] = {pool: [] for pool in pools}
     markers: set[str] = set()
-    for message_id, tree_id, role, children_count, depth, pool in rows:
+    for message_id, tree_id, role, children_count, reply_limit, pool in rows:
         if pool in (PENDING_CAP, PROMPTS_FULL, GROWING_FULL, LOTTERY_WAITING):
             markers.add(pool)
         else:
             candidates[pool].append(Candidate(pool=pool, message_id=message_id, tree_id=tree_id, role=role,
-                                              children_count=children_count, depth=depth))
+                                              children_count=children_count, reply_limit=reply_limit))
     if Pool.PROMPT in pools and PROMPTS_FULL not in markers:
         candidates[Pool.PROMPT].append(Candidate(pool=Pool.PROMPT))
     return candidates, markers

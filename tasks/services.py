@@ -177,8 +177,7 @@ def _reserve(candidate: Candidate, config: TreeConfig) -> None:
             message_count__lt=F("goal_tree_size") - F("replies_pending"),
         ).update(replies_pending=F("replies_pending") + 1)
         if won:
-            limit = config.reply_limit(candidate.role)
-            won = messages.filter(review_result=True, children_count__lt=limit - F("replies_pending")) \
+            won = messages.filter(review_result=True, children_count__lt=candidate.reply_limit - F("replies_pending")) \
                 .update(replies_pending=F("replies_pending") + 1)
     if not won:
         raise _LostRace

@@ -217,7 +217,7 @@ class Candidate:
     tree_id: object = None
     role: str = ""
     children_count: int = 0
-    depth: int = 0
+    reply_limit: int = 0  # replies the parent may have (reply candidates only)
 
 
 def task_type_for(candidate: Candidate) -> str:

@@ -71,6 +71,12 @@ def test_default_database_is_sqlite_in_wal_mode(tmp_path):
     assert "journal_mode=WAL" in config["OPTIONS"]["init_command"]
 
 
+def test_sqlite_database_url_gets_the_same_wal_options(tmp_path):
+    config = database_config(Env({"DATABASE_URL": f"sqlite:///{tmp_path}/other.sqlite3"}), base_dir=tmp_path)
+    assert config["NAME"].endswith("other.sqlite3")
+    assert "journal_mode=WAL" in config["OPTIONS"]["init_command"]
+
+
 def test_postgres_database_url_is_parsed(tmp_path):
     config = database_config(Env({"DATABASE_URL": "postgres://oasst:secret@db.internal:5433/oasst"}),
                              base_dir=tmp_path)

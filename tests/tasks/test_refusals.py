@@ -257,22 +257,15 @@ def test_no_task_is_a_404_with_its_code(people):
             "no_task")
 
 
-def test_task_requests_are_rate_limited(people, settings):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,
-                               "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
-                                                          "task_request": "3/min"}}
+def test_task_requests_are_rate_limited(people, monkeypatch):
     from rest_framework.throttling import ScopedRateThrottle
 
-    ScopedRateThrottle.THROTTLE_RATES = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
-    try:
-        client = token_client(people["alice"])
-        for _ in range(3):
-            client.post("/api/v1/tasks/", {"type": "label_initial_prompt", "lang": "en"})
-        refused(client, "/api/v1/tasks/", {"type": "label_initial_prompt", "lang": "en"}, 429, "throttled")
-    finally:
-        from rest_framework.settings import api_settings
-
-        ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES",
+                        {**ScopedRateThrottle.THROTTLE_RATES, "task_request": "3/min"})
+    client = token_client(people["alice"])
+    for _ in range(3):
+        client.post("/api/v1/tasks/", {"type": "label_initial_prompt", "lang": "en"})
+    refused(client, "/api/v1/tasks/", {"type": "label_initial_prompt", "lang": "en"}, 429, "throttled")
 
 
 def test_reacting_to_ones_own_message_or_with_an_unknown_emoji_is_refused(people, growing_prompt):

@@ -227,3 +227,17 @@ def test_message_and_tree_endpoints(people, growing_prompt):
 def test_tasks_in_another_language_are_not_offered(people, growing_prompt):
     with pytest.raises(services.NotFound):
         services.task_request(user=people[2], task_type="assistant_reply", lang="de")
+
+
+def test_a_tree_keeps_the_child_limit_it_was_created_with(people, tree_settings, django_capture_on_commit_callbacks):
+    tree_settings(max_children_count=3, goal_tree_size=12)
+    with django_capture_on_commit_callbacks(execute=True):
+        prompt = write_prompt(people[0])
+        review(people[1], "label_initial_prompt")
+    reply(people[2], "Answer one.")
+    reply(people[3], "Answer two.")
+    tree_settings(max_children_count=2)  # lowered later: the existing tree still takes a third reply
+    client = token_client(people[4])
+    assert client.get("/api/v1/tasks/available/?lang=en").json()["assistant_reply"] == 1
+    task = services.task_request(user=people[4], task_type="assistant_reply", lang="en")
+    assert task.item_id == prompt.pk
