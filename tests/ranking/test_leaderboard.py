@@ -155,3 +155,15 @@ def test_trollboard_is_for_moderators_only(three_replies):
     board = clients["rev"].get("/api/v1/trollboard/total/").json()
     assert board[0]["username"] == "ben" and board[0]["troll_score"] == 2 * 3 + 3
     assert MessageTree.objects.count() == 1
+
+
+def test_not_rankable_counts_are_shown_to_moderators_in_admin(client, three_replies):
+    users, clients, prompt, ids = three_replies
+    for ranker in ("r1", "r2", "r3"):
+        t = task(clients[ranker], "rank_assistant_replies")
+        post(clients[ranker], f"/api/v1/tasks/{t['id']}/submit/", {"not_rankable": True})
+    result = RankingResult.objects.get(parent_id=prompt["id"])
+    assert (result.rankings, result.not_rankable, result.consensus) == (0, 3, [])
+    client.force_login(UserFactory(username="boss", is_staff=True, is_superuser=True))
+    page = client.get("/admin/ranking/rankingresult/")
+    assert page.status_code == 200 and prompt["id"] in page.content.decode()
