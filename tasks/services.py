@@ -1,9 +1,11 @@
 """The only writers of trees, messages, tasks, reviews, reactions and the flagged queue.
 
 Locking, in one order everywhere so that no two transactions wait on each other in a cycle:
-the tree row first (`tree_locked`), then message rows. Work is reserved with conditional
-UPDATEs on counters (`*_pending`), so an item is never out with more users than it still needs,
-also under concurrent requests, on PostgreSQL and SQLite alike.
+the task row, then the tree row (`tree_locked`), then message rows. Rows are locked FOR NO KEY
+UPDATE, which does not block the KEY SHARE locks that the foreign-key checks of concurrent
+inserts take. Work is reserved with conditional UPDATEs on counters (`*_pending`), so an item is
+never out with more users than it still needs, also under concurrent requests, on PostgreSQL
+and SQLite alike.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def clean_text(text: object, *, config: TreeConfig, field: str = "text", allow_e
 def _task_locked(task_id) -> Task:
     """Lock a task row (its item comes along in the same statement)."""
     try:
-        return Task.objects.select_related("item").select_for_update(of=("self",)).get(pk=task_id)
+        return Task.objects.select_related("item").select_for_update(of=("self",), no_key=True).get(pk=task_id)
     except (Task.DoesNotExist, ValueError, TypeError):
         raise NotFound("No such task.", code="task_not_found") from None
 
@@ -109,7 +111,7 @@ def _check_task_open(task: Task, user: User, now) -> None:
 
 def tree_locked(tree_id) -> MessageTree:
     """Lock a tree row: every write to a tree and its messages happens under this lock."""
-    return MessageTree.objects.select_for_update().get(pk=tree_id)
+    return MessageTree.objects.select_for_update(no_key=True).get(pk=tree_id)
 
 
 def _task_finish(task: Task, user: User, now, *, event: str, message_id) -> None:
@@ -264,7 +266,7 @@ def tasks_expire(*, now=None, batch: int = 500) -> int:
     expired = 0
     while True:
         with transaction.atomic():
-            rows = list(selectors.open_tasks(expires_at__lte=now).select_for_update(skip_locked=True)
+            rows = list(selectors.open_tasks(expires_at__lte=now).select_for_update(skip_locked=True, no_key=True)
                         .order_by("expires_at")[:batch])
             for task in rows:
                 task.expired = True
@@ -667,7 +669,7 @@ def tree_counters_recompute(tree: MessageTree) -> None:
     """Recount a tree's counters from its messages and open tasks (after moderation or repair).
     The caller holds the tree lock; message rows are locked before the tasks are counted so that
     no concurrent claim is lost."""
-    messages = list(Message.objects.select_for_update().filter(tree=tree))
+    messages = list(Message.objects.select_for_update(no_key=True).filter(tree=tree))
     pending: dict = {}
     for item_id, task_type in selectors.open_tasks(tree=tree).values_list("item_id", "type"):
         field = _PENDING_FIELD.get(task_type)

@@ -142,3 +142,31 @@ def test_random_requests_from_many_users_respect_every_reservation(crowd, tree_s
             assert n <= 2 - message.children_count
     per_user_items = Counter(services.selectors.open_tasks().exclude(item=None).values_list("user_id", "item_id"))
     assert max(per_user_items.values(), default=1) == 1
+
+
+def test_review_requests_and_submissions_on_one_tree_do_not_deadlock(crowd, tree_settings):
+    tree_settings(num_reviews_initial_prompt=1, num_reviews_reply=3, max_children_count=8, goal_tree_size=20)
+    author = UserFactory()
+    write_prompt(author)
+    review(UserFactory(), "label_initial_prompt")
+    services.lottery_activate(lang="en")
+    for index, writer in enumerate(crowd[:8]):
+        task = services.task_request(user=writer, task_type="assistant_reply", lang="en")
+        services.text_submit(user=writer, task_id=task.pk, text=f"Reply number {index}")
+    reviewers = crowd[8:]
+    def review_task(user):
+        try:
+            return services.task_request(user=user, task_type="label_assistant_reply", lang="en")
+        except ServiceError:
+            return None
+
+    for _round in range(2):
+        holding = [task for task in map(review_task, reviewers[:12]) if task]
+        assert holding
+        calls = [lambda t=t: services.labels_submit(user=t.user, task_id=t.pk, labels=labels_for(t, {"spam": 0}))
+                 for t in holding]
+        calls += [lambda u=u: services.task_request(user=u, task_type="label_assistant_reply", lang="en")
+                  for u in reviewers[12:]]
+        results = all_at_once(calls)  # any database error (a deadlock) would raise here
+        assert all(isinstance(r, (Task, ServiceError)) or r.__class__.__name__ == "Review" for r in results)
+        services.tasks_expire(now=services.timezone.now() + services.timedelta(days=3))
