@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Hashable
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
@@ -105,16 +106,8 @@ GROWING_FULL = "growing_full"
 LOTTERY_WAITING = "lottery_waiting"
 
 
-def task_candidates(*, user, lang: str, config: TreeConfig, pools: dict[str, str | None],
-                    now=None) -> tuple[dict[str, list[Candidate]], set[str]]:
-    """Candidates per pool, and markers: PENDING_CAP (the user holds the maximum of open tasks),
-    PROMPTS_FULL (too many prompts await review), GROWING_FULL / LOTTERY_WAITING (lottery state).
-
-    `pools` maps each wanted pool to an optional role filter. On PostgreSQL everything is one
-    UNION ALL statement; SQLite cannot limit the parts of a compound query, so it runs one each.
-    """
-    now = now or timezone.now()
-    window_start = now - timedelta(seconds=config.pending_tasks_window_seconds)
+def _candidate_parts(*, user, lang: str, config: TreeConfig, pools: dict[str, str | None],
+                     window_start) -> list[QuerySet]:
     parts: list[QuerySet] = [
         _limit_marker(open_tasks(user=user, created_at__gte=window_start), config.max_pending_tasks_per_user,
                       PENDING_CAP),
@@ -135,11 +128,49 @@ def task_candidates(*, user, lang: str, config: TreeConfig, pools: dict[str, str
             Pool.RANKING: lambda role: ranking_candidates(user=user, lang=lang, config=config, parent_role=role),
         }[pool](role)
         parts.append(_pool_rows(qs, pool, config)[:CANDIDATES_PER_POOL])
+    return parts
 
-    if connection.features.supports_slicing_ordering_in_compound:
-        rows = list(parts[0].union(*parts[1:], all=True))
-    else:
-        rows = [row for part in parts for row in part]
+
+# The candidates statement is built by the ORM once per shape (pools, settings) with stand-in
+# values for the user, the language and the time, and its SQL reused: building and compiling
+# eight subqueries cost more CPU than PostgreSQL needs to run them.
+_COMPILED: dict[tuple, tuple[str, tuple]] = {}
+_USER = -7_000_000_001
+_LANG = "\x1flang\x1f"
+_SINCE = datetime(1901, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
+
+
+def _candidate_rows(*, user, lang: str, config: TreeConfig, pools: dict[str, str | None], window_start) -> list:
+    if not connection.features.supports_slicing_ordering_in_compound:
+        parts = _candidate_parts(user=user, lang=lang, config=config, pools=pools, window_start=window_start)
+        return [row for part in parts for row in part]
+    key = (connection.vendor, tuple(pools.items()), config)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        parts = _candidate_parts(user=_USER, lang=_LANG, config=config, pools=pools, window_start=_SINCE)
+        sql, params = parts[0].union(*parts[1:], all=True).query.sql_with_params()
+        stand_ins = {p for p in params if isinstance(p, Hashable)}
+        if not {_USER, _LANG, _SINCE} <= stand_ins:
+            raise RuntimeError("the candidates statement no longer takes the user, language and time as parameters")
+        compiled = _COMPILED[key] = (sql, tuple(params))
+    sql, params = compiled
+    actual = {_USER: user.pk, _LANG: lang, _SINCE: window_start}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [actual.get(p, p) if isinstance(p, Hashable) else p for p in params])
+        return cursor.fetchall()
+
+
+def task_candidates(*, user, lang: str, config: TreeConfig, pools: dict[str, str | None],
+                    now=None) -> tuple[dict[str, list[Candidate]], set[str]]:
+    """Candidates per pool, and markers: PENDING_CAP (the user holds the maximum of open tasks),
+    PROMPTS_FULL (too many prompts await review), GROWING_FULL / LOTTERY_WAITING (lottery state).
+
+    `pools` maps each wanted pool to an optional role filter. On PostgreSQL everything is one
+    UNION ALL statement; SQLite cannot limit the parts of a compound query, so it runs one each.
+    """
+    now = now or timezone.now()
+    window_start = now - timedelta(seconds=config.pending_tasks_window_seconds)
+    rows = _candidate_rows(user=user, lang=lang, config=config, pools=pools, window_start=window_start)
 
     candidates: dict[str, list[Candidate]] = {pool: [] for pool in pools}
     markers: set[str] = set()
