@@ -25,21 +25,27 @@ class ConversationMessageSerializer(serializers.Serializer):
     lang = serializers.CharField(required=False)
 
 
-class TaskSerializer(serializers.ModelSerializer):
-    conversation = ConversationMessageSerializer(many=True, source="payload.conversation", required=False)
-    message_id = serializers.UUIDField(source="payload.message_id", required=False)
-    reply_messages = ConversationMessageSerializer(many=True, source="payload.reply_messages", required=False)
-    valid_labels = serializers.ListField(child=serializers.CharField(), source="payload.valid_labels",
-                                         required=False)
-    mandatory_labels = serializers.ListField(child=serializers.CharField(), source="payload.mandatory_labels",
-                                             required=False)
-    mode = serializers.CharField(source="payload.mode", required=False)
+class TaskSerializer(serializers.Serializer):
+    """Plain (not Model-) serializers on the hot endpoints: no field introspection per request."""
 
-    class Meta:
-        model = Task
-        fields = ["id", "type", "lang", "created_at", "expires_at", "acked_at", "done", "skipped",
-                  "conversation", "message_id", "reply_messages", "valid_labels", "mandatory_labels", "mode"]
-        read_only_fields = fields
+    id = serializers.UUIDField(read_only=True)
+    type = serializers.ChoiceField(choices=TaskType.choices, read_only=True)
+    lang = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    expires_at = serializers.DateTimeField(read_only=True)
+    acked_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    done = serializers.BooleanField(read_only=True)
+    skipped = serializers.BooleanField(read_only=True)
+    conversation = ConversationMessageSerializer(many=True, source="payload.conversation", required=False,
+                                                 read_only=True)
+    message_id = serializers.UUIDField(source="payload.message_id", required=False, read_only=True)
+    reply_messages = ConversationMessageSerializer(many=True, source="payload.reply_messages", required=False,
+                                                   read_only=True)
+    valid_labels = serializers.ListField(child=serializers.CharField(), source="payload.valid_labels",
+                                         required=False, read_only=True)
+    mandatory_labels = serializers.ListField(child=serializers.CharField(), source="payload.mandatory_labels",
+                                             required=False, read_only=True)
+    mode = serializers.CharField(source="payload.mode", required=False, read_only=True)
 
 
 class TaskRequestSerializer(serializers.Serializer):
@@ -64,33 +70,46 @@ class SubmitSerializer(serializers.Serializer):
     report = serializers.BooleanField(required=False, default=False)
 
 
-class MessageSerializer(serializers.ModelSerializer):
-    review_result = serializers.CharField(source="review_state")
+class MessageSerializer(serializers.Serializer):
+    id = serializers.UUIDField(read_only=True)
+    tree_id = serializers.UUIDField(read_only=True)
+    parent_id = serializers.UUIDField(read_only=True, allow_null=True)
+    role = serializers.CharField(read_only=True)
+    text = serializers.CharField(read_only=True)
+    lang = serializers.CharField(read_only=True)
+    depth = serializers.IntegerField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    review_count = serializers.IntegerField(read_only=True)
+    review_result = serializers.ChoiceField(choices=["accepted", "rejected", "undecided"], source="review_state",
+                                            read_only=True)
+    rank = serializers.IntegerField(read_only=True, allow_null=True)
+    synthetic = serializers.BooleanField(read_only=True)
+    model_name = serializers.CharField(read_only=True)
+    emojis = serializers.DictField(child=serializers.IntegerField(), read_only=True)
+    labels = serializers.DictField(read_only=True)
     is_own = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Message
-        fields = ["id", "tree_id", "parent_id", "role", "text", "lang", "depth", "created_at", "review_count",
-                  "review_result", "rank", "synthetic", "model_name", "emojis", "labels", "is_own"]
-        read_only_fields = fields
 
     def get_is_own(self, message) -> bool:
         request = self.context.get("request")
         return bool(request and message.author_id == request.user.pk)
 
 
-class RankingResultSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Ranking
-        fields = ["id", "parent_id", "ranking", "not_rankable", "created_at"]
-        read_only_fields = fields
+class RankingResultSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    parent_id = serializers.UUIDField(read_only=True)
+    ranking = serializers.ListField(child=serializers.UUIDField(), read_only=True)
+    not_rankable = serializers.BooleanField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
 
 
-class ReviewResultSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Review
-        fields = ["id", "message_id", "mode", "labels", "text", "report", "created_at"]
-        read_only_fields = fields
+class ReviewResultSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    message_id = serializers.UUIDField(read_only=True)
+    mode = serializers.CharField(read_only=True)
+    labels = serializers.DictField(child=serializers.FloatField(), read_only=True)
+    text = serializers.CharField(read_only=True)
+    report = serializers.BooleanField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
 
 
 class EmojiSerializer(serializers.Serializer):
