@@ -1,13 +1,8 @@
 """Pages of the project package, and error pages that answer JSON under /api/."""
 
 from django.http import HttpResponsePermanentRedirect, JsonResponse
-from django.shortcuts import render
 from django.templatetags.static import static
 from django.views import defaults
-
-
-def home(request):
-    return render(request, "oasst/home.html")
 
 
 def favicon(request):

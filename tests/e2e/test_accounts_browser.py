@@ -15,7 +15,7 @@ def test_log_in_and_out_in_the_browser(live_server, page, screenshot, console_er
     page.get_by_label("Password:", exact=True).fill(PASSWORD)
     screenshot("login")
     page.get_by_role("button", name="Sign In").click()
-    page.wait_for_url(live_server.url + "/")
+    page.wait_for_url(live_server.url + "/dashboard/")
     assert page.get_by_text("Ada L.").is_visible()
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url(live_server.url + "/")

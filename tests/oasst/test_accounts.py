@@ -65,10 +65,10 @@ def test_signup_with_mismatched_passwords_is_refused(client):
 @pytest.mark.parametrize("login", ["username", "email"])
 def test_login_with_username_or_email(client, user, login):
     response = client.post("/accounts/login/", {"login": getattr(user, login), "password": PASSWORD})
-    assert response.status_code == 302 and response.url == "/"
+    assert response.status_code == 302 and response.url == "/dashboard/"
     assert int(client.session["_auth_user_id"]) == user.pk
-    home = client.get("/")
-    assert user.public_name in home.content.decode()
+    dashboard = client.get("/dashboard/")
+    assert user.public_name in dashboard.content.decode()
 
 
 @pytest.mark.django_db

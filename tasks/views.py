@@ -1,0 +1,272 @@
+"""Contributor pages: landing, dashboard, one page per task, previews. They call the same services
+as the API; htmx swaps fragments where a page updates in place."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from oasst.languages import LANGUAGES
+from oasst.templatetags.oasst_tags import render_markdown
+from ranking import scoring
+from ranking.models import UserScore
+from ranking.selectors import leaderboard_ranks
+from ranking.services import user_scores_refresh
+from tasks import selectors, services
+from tasks.models import Message, MessageTree, Task, TaskType, TreeState
+from tasks.tree_manager import LIKERT_LABELS, YES_NO_LABELS, tree_config
+
+TASK_TITLES = {
+    TaskType.INITIAL_PROMPT: "Write a prompt",
+    TaskType.ASSISTANT_REPLY: "Reply as the assistant",
+    TaskType.PROMPTER_REPLY: "Reply as the user",
+    TaskType.RANK_ASSISTANT_REPLIES: "Rank the assistant's replies",
+    TaskType.RANK_PROMPTER_REPLIES: "Rank the user's replies",
+    TaskType.LABEL_INITIAL_PROMPT: "Review a prompt",
+    TaskType.LABEL_ASSISTANT_REPLY: "Review an assistant reply",
+    TaskType.LABEL_PROMPTER_REPLY: "Review a user reply",
+}
+LABEL_HELP = {
+    "spam": "Spam, or not a serious attempt at the task",
+    "fails_task": "Fails to do what was asked",
+    "lang_mismatch": "Not in the language of the task",
+    "pii": "Contains personal data",
+    "not_appropriate": "Inappropriate for a customer assistant",
+    "hate_speech": "Hate speech",
+    "sexual_content": "Sexual content",
+    "moral_judgement": "Expresses a moral judgement",
+    "political_content": "Expresses political views",
+    "quality": "Quality",
+    "toxicity": "Rude, abusive or toxic",
+    "humor": "Humorous",
+    "helpfulness": "Helpful",
+    "creativity": "Creative",
+    "violence": "Violent",
+}
+LIKERT_STEPS = [("0", "1"), ("0.25", "2"), ("0.5", "3"), ("0.75", "4"), ("1", "5")]
+
+
+def task_lang(request) -> str:
+    return request.session.get("task_lang") or request.user.preferred_language
+
+
+def terms_accepted_required(view):
+    """Contributors accept the terms of service before their first task."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if request.user.tos_accepted_at is None:
+            return redirect(f"{reverse('terms')}?next={request.get_full_path()}")
+        return view(request, *args, **kwargs)
+
+    return login_required(wrapped)
+
+
+def home(request):
+    if request.user.is_authenticated:
+        return redirect("dashboard")
+    counts = cache.get("landing-counts")
+    if counts is None:
+        counts = {
+            "messages": Message.objects.filter(deleted=False).count(),
+            "trees_ready": MessageTree.objects.filter(state=TreeState.READY_FOR_EXPORT).count(),
+            "contributors": Message.objects.values("author_id").distinct().count(),
+        }
+        cache.set("landing-counts", counts, 60)
+    return render(request, "tasks/home.html", {"counts": counts})
+
+
+def _stats(user) -> dict:
+    scores = user_scores_refresh(user=user)
+    total = scores["total"].score
+    points_in_level, level_span = scoring.level_progress(total)
+    ranks = leaderboard_ranks(user)
+    return {
+        "scores": scores, "level": scoring.level(total), "points_in_level": points_in_level,
+        "level_span": level_span,
+        "level_percent": int(100 * points_in_level / level_span) if level_span else 100,
+        "streak": scoring.streak_now(streak_days=user.streak_days, last_activity_at=user.last_activity_at,
+                                     now=timezone.now()),
+        "rank": ranks["total"].rank if "total" in ranks else None,
+    }
+
+
+def _availability(request) -> list[tuple[str, str, int]]:
+    counts = selectors.task_availability(user=request.user, lang=task_lang(request), config=tree_config())
+    return [(task_type, TASK_TITLES[task_type], counts[task_type]) for task_type in TASK_TITLES if task_type in counts]
+
+
+@terms_accepted_required
+def dashboard(request):
+    return render(request, "tasks/dashboard.html", {
+        "available": _availability(request), "stats": _stats(request.user), "lang_name": LANGUAGES[task_lang(request)],
+    })
+
+
+@terms_accepted_required
+def available(request):
+    return render(request, "tasks/_available.html", {"available": _availability(request)})
+
+
+@require_POST
+@terms_accepted_required
+def task_new(request):
+    task_type = request.POST.get("type", "random")
+    try:
+        task = services.task_request(user=request.user, task_type=task_type, lang=task_lang(request))
+    except ValidationError as error:
+        return render(request, "tasks/no_task.html", {"error": " ".join(error.messages),
+                                                      "code": getattr(error, "code", "")}, status=_status(error))
+    return redirect("task", task_id=task.pk)
+
+
+def _status(error: ValidationError) -> int:
+    return getattr(error, "status_code", 400)
+
+
+def _task_context(task: Task) -> dict:
+    payload = task.payload
+    context = {"task": task, "title": TASK_TITLES[task.type], "conversation": payload.get("conversation", []),
+               "max_length": tree_config().max_text_length}
+    if task.type in services.LABEL_TASKS:
+        valid = payload.get("valid_labels", [])
+        context["labels"] = [
+            {"name": name, "help": LABEL_HELP[name], "likert": name in LIKERT_LABELS,
+             "mandatory": name in payload.get("mandatory_labels", []),
+             "choices": LIKERT_STEPS if name in LIKERT_LABELS else [("0", "No"), ("1", "Yes")]}
+            for name in valid if name in LABEL_HELP
+        ]
+        context["reviewed"] = context["conversation"][-1] if context["conversation"] else None
+        context["conversation"] = context["conversation"][:-1]
+    if task.type in services.RANK_TASKS:
+        context["replies"] = payload.get("reply_messages", [])
+    return context
+
+
+def _own_task(request, task_id) -> Task:
+    return get_object_or_404(Task, pk=task_id, user=request.user)
+
+
+@terms_accepted_required
+def task_page(request, task_id):
+    task = _own_task(request, task_id)
+    if not task.is_open:
+        return redirect("dashboard")
+    return render(request, "tasks/task.html", _task_context(task))
+
+
+def _labels_from(post) -> dict[str, float]:
+    labels = {}
+    for name in YES_NO_LABELS + LIKERT_LABELS:
+        value = post.get(f"label-{name}")
+        if value not in (None, ""):
+            try:
+                labels[name] = float(value)
+            except ValueError:
+                labels[name] = value  # the service refuses it with a clear message
+    return labels
+
+
+@require_POST
+@terms_accepted_required
+def task_submit(request, task_id):
+    task = _own_task(request, task_id)
+    before = UserScore.objects.filter(user=request.user, frame="total").values_list("score", flat=True).first() or 0
+    try:
+        if task.type in services.RANK_TASKS:
+            services.task_submit(user=request.user, task_id=task.pk, ranking=request.POST.getlist("ranking"),
+                                 not_rankable=request.POST.get("not_rankable") == "on")
+        elif task.type in services.LABEL_TASKS:
+            services.task_submit(user=request.user, task_id=task.pk, labels=_labels_from(request.POST),
+                                 text=request.POST.get("comment", ""), report=request.POST.get("report") == "on")
+        else:
+            services.task_submit(user=request.user, task_id=task.pk, text=request.POST.get("text", ""),
+                                 client_id=f"web-{task.pk}")
+    except ValidationError as error:
+        context = _task_context(task) | {"error": " ".join(error.messages), "posted": request.POST}
+        return render(request, "tasks/task.html", context, status=_status(error))
+    after = user_scores_refresh(user=request.user)["total"].score
+    return render(request, "tasks/done.html", {"task": task, "title": TASK_TITLES[task.type], "earned": after - before,
+                                               "total": after, "level": scoring.level(after)})
+
+
+@require_POST
+@terms_accepted_required
+def task_skip(request, task_id):
+    task = _own_task(request, task_id)
+    try:
+        services.task_nack(user=request.user, task_id=task.pk, reason=request.POST.get("reason", ""))
+    except ValidationError as error:
+        return render(request, "tasks/no_task.html", {"error": " ".join(error.messages)}, status=_status(error))
+    return redirect("dashboard")
+
+
+@require_POST
+@login_required
+def preview(request):
+    return HttpResponse(render_markdown(request.POST.get("text", "")[:20000]))
+
+
+@require_POST
+@login_required
+def lang_check(request):
+    """Warn when the text being typed seems to be in another language than the task's."""
+    text = request.POST.get("text", "")
+    expected = request.POST.get("lang", "")
+    detected = None
+    if len(text.strip()) >= 30 and expected:
+        import py3langid
+
+        code, _ = py3langid.classify(text[:2000])
+        base = expected.split("-")[0].lower()
+        if code != base:
+            detected = code
+    return render(request, "tasks/_lang_warning.html", {"detected": detected, "expected": LANGUAGES.get(expected)})
+
+
+@require_POST
+@login_required
+def message_report(request, message_id):
+    try:
+        services.message_report(user=request.user, message_id=message_id, reason=request.POST.get("reason", ""))
+    except ValidationError as error:
+        return HttpResponse(" ".join(error.messages), status=_status(error))
+    return HttpResponse('<span class="ok" role="status">Reported. Thank you.</span>')
+
+
+@require_POST
+@login_required
+def language(request):
+    """The language the user works in, for the whole session."""
+    lang = request.POST.get("lang", "")
+    if lang in LANGUAGES:
+        request.session["task_lang"] = lang
+    back = request.POST.get("next") or request.headers.get("referer") or "/"
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        back = "/"
+    return redirect(back)
+
+
+def terms(request):
+    """The terms of service; a logged-in contributor accepts them here before the first task."""
+    next_url = request.POST.get("next") or request.GET.get("next") or reverse("dashboard")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        next_url = reverse("dashboard")
+    if request.method == "POST" and request.user.is_authenticated:
+        if request.POST.get("accept") == "on":
+            services.tos_accept(user=request.user)
+            return redirect(next_url)
+        return render(request, "tasks/terms.html", {"next": next_url, "error": "Tick the box to accept the terms."},
+                      status=400)
+    return render(request, "tasks/terms.html", {"next": next_url})
