@@ -34,3 +34,19 @@ def open_task(user, task_type, item, **payload) -> Task:
     """A task made directly (bypassing the queue) to test the submission guards."""
     return Task.objects.create(type=task_type, user=user, lang="en", item=item, tree=item.tree if item else None,
                                payload=payload, expires_at=timezone.now() + timedelta(days=1))
+
+
+def reply_to(user, parent: Message, text: str) -> Message:
+    """A reply to this very parent (the queue would pick any parent with a free slot)."""
+    task_type = "assistant_reply" if parent.role == "prompter" else "prompter_reply"
+    task = open_task(user, task_type, parent)
+    return services.text_submit(user=user, task_id=task.pk, text=text)
+
+
+def review_of(user, message: Message, values=GOOD_LABELS):
+    """A review of this very message."""
+    task_type = ("label_initial_prompt" if message.parent_id is None else
+                 "label_assistant_reply" if message.role == "assistant" else "label_prompter_reply")
+    task = open_task(user, task_type, message, valid_labels=["spam", "lang_mismatch", "quality"],
+                     mandatory_labels=["spam"], mode="simple")
+    return services.labels_submit(user=user, task_id=task.pk, labels=labels_for(task, values))
