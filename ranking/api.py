@@ -93,8 +93,7 @@ class LeaderboardView(APIView):
             page = max(1, int(request.query_params.get("page", 1)))
         except ValueError:
             page = 1
-        start = (page - 1) * PAGE_SIZE
-        entries = list(selectors.leaderboard(frame)[start:start + PAGE_SIZE + 1])
+        entries = selectors.leaderboard_page(frame, page=page, size=PAGE_SIZE)
         mine = selectors.leaderboard_ranks(request.user).get(frame)
         around = selectors.leaderboard_window(frame, mine.rank) if mine else []
         return Response(LeaderboardSerializer({

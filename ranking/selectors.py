@@ -21,3 +21,10 @@ def leaderboard_ranks(user) -> dict[str, LeaderboardEntry]:
 
 def leaderboard_window(frame: str, rank: int, around: int = AROUND) -> list[LeaderboardEntry]:
     return list(leaderboard(frame).filter(rank__gte=max(1, rank - around), rank__lte=rank + around))
+
+
+def leaderboard_page(frame: str, *, page: int, size: int) -> list[LeaderboardEntry]:
+    """One page, plus one entry to tell whether a next page exists. Ranks run 1..n without gaps,
+    so a page is a range of ranks (an index lookup) rather than an OFFSET."""
+    start = (page - 1) * size
+    return list(leaderboard(frame).filter(rank__gt=start, rank__lte=start + size + 1))

@@ -94,17 +94,18 @@ def trees_scoring_retry() -> int:
 def user_scores_refresh(*, user, now=None) -> dict[str, UserScore]:
     """Recount one user's points in every time frame (one aggregate query, one upsert)."""
     now = now or timezone.now()
-    aggregates = {}
-    for frame, span in scoring.FRAMES.items():
-        window = Q(created_at__gte=now - span) if span else Q()
-        for kind in scoring.KINDS:
-            aggregates[f"{frame}__{kind}"] = Count("id", filter=window & Q(kind=kind))
-    row = ContributionEvent.objects.filter(user_id=user.pk).aggregate(**aggregates)
+    windows = {frame: Count("id", filter=Q(created_at__gte=now - span)) if span else Count("id")
+               for frame, span in scoring.FRAMES.items()}
+    per_kind = ContributionEvent.objects.filter(user_id=user.pk).values("kind").annotate(**windows).order_by()
+    counts: dict[str, dict[str, int]] = {frame: {} for frame in scoring.FRAMES}
+    for row in per_kind:
+        for frame in scoring.FRAMES:
+            if row[frame]:
+                counts[frame][row["kind"]] = row[frame]
     scores = []
     for frame in scoring.FRAMES:
-        counts = {kind: row[f"{frame}__{kind}"] for kind in scoring.KINDS if row[f"{frame}__{kind}"]}
-        points = scoring.breakdown(counts)
-        scores.append(UserScore(user_id=user.pk, frame=frame, counts=counts,
+        points = scoring.breakdown(counts[frame])
+        scores.append(UserScore(user_id=user.pk, frame=frame, counts=counts[frame],
                                 breakdown={kind: p for kind, p in points.items() if p},
                                 score=sum(points.values()), updated_at=now))
     UserScore.objects.bulk_create(scores, update_conflicts=True, unique_fields=["user", "frame"],
