@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from oasst.models import User
+from oasst.models import ModerationEvent, User
 
 
 @admin.register(User)
@@ -27,3 +27,25 @@ class UserAdmin(DjangoUserAdmin):
     )
     list_per_page = 100
     show_full_result_count = False
+
+
+@admin.register(ModerationEvent)
+class ModerationEventAdmin(admin.ModelAdmin):
+    """The audit log, read-only for everyone, superusers included."""
+
+    list_display = ("created_at", "actor", "action", "target_type", "target_id", "reason")
+    list_filter = ("action", "target_type", ("actor", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("actor",)
+    search_fields = ("target_id", "reason", "actor__username")
+    readonly_fields = ("created_at", "actor", "action", "target_type", "target_id", "reason", "before", "after")
+    show_full_result_count = False
+    list_per_page = 100
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

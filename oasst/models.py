@@ -1,4 +1,4 @@
-"""Users of the platform: contributors, moderators, researchers."""
+"""Users of the platform (contributors, moderators, researchers) and the moderators' audit log."""
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
@@ -21,6 +21,7 @@ class User(AbstractUser):
 
     class Meta:
         indexes = [models.Index(fields=["last_activity_at"], name="user_last_activity_idx")]
+        permissions = [("moderate_user", "Can ban, unban and purge users")]
 
     def __str__(self) -> str:
         return self.public_name
@@ -32,3 +33,22 @@ class User(AbstractUser):
     @property
     def has_accepted_tos(self) -> bool:
         return self.tos_accepted_at is not None
+
+
+class ModerationEvent(models.Model):
+    """The moderators' audit log: append-only, written by the moderation services alone."""
+
+    actor = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="moderation_events")
+    action = models.CharField(max_length=48, db_index=True)
+    target_type = models.CharField(max_length=16)
+    target_id = models.CharField(max_length=64, db_index=True)
+    reason = models.TextField(blank=True)
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target_type} {self.target_id}"

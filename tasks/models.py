@@ -62,6 +62,7 @@ class MessageTree(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        permissions = [("moderate_tree", "Can halt, resume and move trees")]
         indexes = [
             models.Index(fields=["state", "lang"], name="tree_state_lang_idx"),
             models.Index(fields=["state", "updated_at"], name="tree_state_updated_idx"),
@@ -102,6 +103,7 @@ class Message(models.Model):
     edited = models.BooleanField(default=False)
 
     class Meta:
+        permissions = [("moderate_message", "Can delete, undelete, edit and flag messages")]
         indexes = [
             models.Index(fields=["tree", "depth"], name="message_tree_depth_idx"),
             models.Index(fields=["author", "created_at"], name="message_author_created_idx"),

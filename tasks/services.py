@@ -22,6 +22,7 @@ from django.db.models import Count, F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from oasst.audit import moderation_record
 from oasst.errors import Conflict, Forbidden, NotFound, RateLimited, ServiceError
 from oasst.languages import LANGUAGES
 from oasst.models import User
@@ -721,3 +722,144 @@ def tos_accept(*, user: User) -> User:
         user.tos_accepted_at = timezone.now()
         user.save(update_fields=["tos_accepted_at"])
     return user
+
+
+# --- Moderation --------------------------------------------------------------------------------
+
+
+def check_permission(actor: User, permission: str) -> None:
+    if not (actor and actor.is_active and actor.is_staff and actor.has_perm(permission)):
+        raise Forbidden("You are not allowed to do this.", code="not_moderator")
+
+
+def _message_state(message: Message) -> dict:
+    return {"deleted": message.deleted, "review_result": message.review_result, "text": message.text}
+
+
+def _ancestors(messages: dict, message: Message) -> list:
+    chain, current = [], messages.get(message.parent_id)
+    while current is not None:
+        chain.append(current.pk)
+        current = messages.get(current.parent_id)
+    return chain
+
+
+@transaction.atomic
+def message_delete(*, actor: User, message_id, reason: str = "") -> int:
+    """Soft-delete a message with its whole subtree; returns how many messages changed."""
+    check_permission(actor, "tasks.moderate_message")
+    tree, message = _message_for_update(message_id)
+    changed = _subtree_set_deleted(tree, message, deleted=True)
+    moderation_record(actor=actor, action="message_delete", target_type="message", target_id=message.pk,
+                      reason=reason, before={"deleted": message.deleted}, after={"deleted": True, "changed": changed})
+    return changed
+
+
+@transaction.atomic
+def message_undelete(*, actor: User, message_id, reason: str = "") -> int:
+    """Undelete a message and its ancestors, so that it is reachable from its prompt again."""
+    check_permission(actor, "tasks.moderate_message")
+    tree, message = _message_for_update(message_id)
+    messages = {m.pk: m for m in selectors.tree_messages(tree.pk)}
+    ids = [message.pk, *_ancestors(messages, message)]
+    changed = Message.objects.filter(pk__in=ids, deleted=True).update(deleted=False)
+    tree_counters_recompute(tree)
+    moderation_record(actor=actor, action="message_undelete", target_type="message", target_id=message.pk,
+                      reason=reason, before={"deleted": message.deleted}, after={"deleted": False, "changed": changed})
+    return changed
+
+
+@transaction.atomic
+def message_mark_spam(*, actor: User, message_id, reason: str = "") -> Message:
+    """Reject a message as spam: it stops counting toward its tree; a prompt's tree is aborted."""
+    check_permission(actor, "tasks.moderate_message")
+    tree, message = _message_for_update(message_id)
+    before = _message_state(message)
+    Message.objects.filter(pk=message.pk).update(review_result=False)
+    message.review_result = False
+    tree_counters_recompute(tree)
+    if message.parent_id is None and tree_manager.transition_allowed(tree.state, TreeState.ABORTED_LOW_GRADE):
+        tree_transition(tree, TreeState.ABORTED_LOW_GRADE)
+    moderation_record(actor=actor, action="message_mark_spam", target_type="message", target_id=message.pk,
+                      reason=reason, before=before, after=_message_state(message))
+    return message
+
+
+@transaction.atomic
+def message_edit(*, actor: User, message_id, text: object, reason: str = "") -> Message:
+    """Edit a message's text; the previous text is kept as a revision."""
+    from tasks.models import MessageRevision
+
+    check_permission(actor, "tasks.moderate_message")
+    text = clean_text(text, config=tree_config())
+    _, message = _message_for_update(message_id)
+    if text == message.text:
+        raise ServiceError("The text is unchanged.", code="unchanged")
+    MessageRevision.objects.create(message=message, text=message.text, editor=actor)
+    before = _message_state(message)
+    message.text, message.edited = text, True
+    message.save(update_fields=["text", "edited"])
+    moderation_record(actor=actor, action="message_edit", target_type="message", target_id=message.pk,
+                      reason=reason, before=before, after=_message_state(message))
+    return message
+
+
+@transaction.atomic
+def message_flag(*, actor: User, message_id, reason: str = "") -> FlaggedMessage:
+    check_permission(actor, "tasks.moderate_message")
+    _, message = _message_for_update(message_id)
+    flag = _flag(message, reason=reason or f"flagged by moderator {actor.username}")
+    moderation_record(actor=actor, action="message_flag", target_type="message", target_id=message.pk,
+                      reason=reason)
+    return flag
+
+
+@transaction.atomic
+def flag_resolve(*, actor: User, flag_id, decision: str, reason: str = "") -> FlaggedMessage:
+    """Process a flagged-queue entry: dismiss it, delete the message, or delete it and ban its author."""
+    check_permission(actor, "tasks.moderate_message")
+    if decision not in ("dismiss", "delete", "ban"):
+        raise ServiceError("decision must be dismiss, delete or ban.", code="invalid_decision")
+    try:
+        flag = FlaggedMessage.objects.select_for_update(no_key=True).select_related("message").get(pk=flag_id)
+    except (FlaggedMessage.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such flagged message.", code="flag_not_found") from None
+    if decision in ("delete", "ban"):
+        message_delete(actor=actor, message_id=flag.message_id, reason=reason or "flagged")
+    if decision == "ban" and flag.message.author_id:
+        from oasst.services import user_ban
+
+        user_ban(actor=actor, user_id=flag.message.author_id, reason=reason or "flagged message")
+    flag.processed = True
+    flag.save(update_fields=["processed", "updated_at"])
+    moderation_record(actor=actor, action=f"flag_{decision}", target_type="message", target_id=flag.message_id,
+                      reason=reason)
+    return flag
+
+
+@transaction.atomic
+def tree_move(*, actor: User, tree_id, state: str, reason: str = "") -> MessageTree:
+    """Move a tree to another state along SPEC's arrows (halt, resume, abort, or the next state)."""
+    check_permission(actor, "tasks.moderate_tree")
+    if state not in TreeState.values:
+        raise ServiceError(f"Unknown tree state {state!r}.", code="invalid_state")
+    tree = tree_locked(tree_id)
+    before = {"state": tree.state}
+    abortable = tree_manager.ACTIVE_STATES | {TreeState.HALTED_BY_MODERATOR}
+    if state == TreeState.ABORTED_LOW_GRADE and tree.state in abortable:
+        tree.state = TreeState.ABORTED_LOW_GRADE  # a moderator may abort any tree still in work
+        tree.save(update_fields=["state", "updated_at"])
+    elif tree.state == TreeState.HALTED_BY_MODERATOR and state == tree.halted_from_state:
+        tree_resume(tree_id=tree.pk)
+        tree.refresh_from_db()
+    else:
+        tree_transition(tree, state)
+        if state == TreeState.RANKING:
+            _tree_check_rankings(tree, tree_config())
+        elif state == TreeState.READY_FOR_SCORING:
+            from ranking.jobs import tree_score_job
+
+            transaction.on_commit(lambda: tree_score_job.delay(str(tree.pk)))
+    moderation_record(actor=actor, action="tree_move", target_type="tree", target_id=tree.pk, reason=reason,
+                      before=before, after={"state": tree.state})
+    return tree

@@ -1,0 +1,330 @@
+"""Moderation in the admin: messages, trees and the flagged queue. Every action calls a service,
+which checks the moderator's permission and writes the audit log."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Exists, OuterRef
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+
+from tasks import selectors, services
+from tasks.models import FlaggedMessage, Message, MessageRevision, MessageTree, TreeState
+
+
+class BoundedCountPaginator(Paginator):
+    """Counts at most 10,001 rows: the big tables are never fully COUNTed for a changelist."""
+
+    CAP = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list.order_by()[: self.CAP + 1].count()
+
+
+def _run(modeladmin, request, queryset, service, permission_label: str, **kwargs) -> None:
+    done, refused = 0, []
+    for obj in queryset:
+        try:
+            service(actor=request.user, **{permission_label: obj.pk}, **kwargs)
+            done += 1
+        except ValidationError as error:
+            refused.append(f"{obj}: {' '.join(error.messages)}")
+    if done:
+        modeladmin.message_user(request, f"{done} done.", messages.SUCCESS)
+    for line in refused:
+        modeladmin.message_user(request, line, messages.ERROR)
+
+
+class FlaggedFilter(admin.SimpleListFilter):
+    title = "flagged"
+    parameter_name = "flagged"
+
+    def lookups(self, request, model_admin):
+        return [("open", "In the flagged queue"), ("24h", "Reported in the last 24 h")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "open":
+            return queryset.filter(Exists(FlaggedMessage.objects.filter(message=OuterRef("pk"), processed=False)))
+        if self.value() == "24h":
+            since = timezone.now() - timedelta(hours=24)
+            return queryset.filter(Exists(FlaggedMessage.objects.filter(message=OuterRef("pk"),
+                                                                        updated_at__gte=since)))
+        return queryset
+
+
+class MessageForm(forms.ModelForm):
+    reason = forms.CharField(required=False, max_length=500, help_text="Why you edit this text (audit log).")
+
+    class Meta:
+        model = Message
+        fields = ["text"]
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    form = MessageForm
+    list_display = ("excerpt", "author", "role", "lang", "tree_state", "review_state", "red_flags", "emoji_summary",
+                    "deleted", "created_at")
+    list_select_related = ("author", "tree")
+    list_filter = ("lang", "role", "tree__state", "review_result", "deleted", "synthetic", FlaggedFilter,
+                   "created_at")
+    search_fields = ("text", "author__username", "=id")
+    paginator = BoundedCountPaginator
+    show_full_result_count = False
+    list_per_page = 100
+    ordering = ("-created_at",)
+    date_hierarchy = None
+    readonly_fields = ("id", "tree", "parent", "author", "role", "lang", "depth", "created_at", "review_count",
+                       "review_result", "rank", "deleted", "synthetic", "model_name", "emojis", "labels",
+                       "red_flags", "edited")
+    fieldsets = ((None, {"fields": ("text", "reason")}),
+                 ("Message", {"fields": readonly_fields}))
+    change_form_template = "admin/tasks/message/change_form.html"
+    actions = ["delete_with_subtree", "undelete_with_ancestors", "mark_spam", "add_to_flagged_queue", "halt_tree",
+               "resume_tree"]
+
+    @admin.display(description="text")
+    def excerpt(self, message: Message) -> str:
+        return message.text[:90] + ("…" if len(message.text) > 90 else "")
+
+    @admin.display(description="tree state", ordering="tree__state")
+    def tree_state(self, message: Message) -> str:
+        return message.tree.state
+
+    @admin.display(description="emojis")
+    def emoji_summary(self, message: Message) -> str:
+        return " ".join(f"{code}:{n}" for code, n in message.emojis.items())
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # moderators soft-delete with the action, which keeps the data
+
+    def has_moderate_permission(self, request) -> bool:
+        return request.user.has_perm("tasks.moderate_message")
+
+    def has_moderate_tree_permission(self, request) -> bool:
+        return request.user.has_perm("tasks.moderate_tree")
+
+    def save_model(self, request, obj, form, change):
+        try:
+            services.message_edit(actor=request.user, message_id=obj.pk, text=form.cleaned_data["text"],
+                                  reason=form.cleaned_data.get("reason", ""))
+        except ValidationError as error:
+            self.message_user(request, " ".join(error.messages), messages.ERROR)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            messages_by_id = {m.pk: m for m in selectors.tree_messages(obj.tree_id)}
+            children: dict = {}
+            for message in messages_by_id.values():
+                children.setdefault(message.parent_id, []).append(message)
+            context["tree_rows"] = list(_walk(children, None, 0))
+            context["revisions"] = MessageRevision.objects.filter(message=obj).select_related("editor")
+            context["flag"] = FlaggedMessage.objects.filter(message=obj).first()
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    @admin.action(description="Delete with subtree", permissions=["moderate"])
+    def delete_with_subtree(self, request, queryset):
+        _run(self, request, queryset, services.message_delete, "message_id", reason="admin action")
+
+    @admin.action(description="Undelete with ancestors", permissions=["moderate"])
+    def undelete_with_ancestors(self, request, queryset):
+        _run(self, request, queryset, services.message_undelete, "message_id", reason="admin action")
+
+    @admin.action(description="Mark as spam", permissions=["moderate"])
+    def mark_spam(self, request, queryset):
+        _run(self, request, queryset, services.message_mark_spam, "message_id", reason="admin action")
+
+    @admin.action(description="Move to the flagged queue", permissions=["moderate"])
+    def add_to_flagged_queue(self, request, queryset):
+        _run(self, request, queryset, services.message_flag, "message_id", reason="admin action")
+
+    @admin.action(description="Halt their trees", permissions=["moderate_tree"])
+    def halt_tree(self, request, queryset):
+        trees = MessageTree.objects.filter(pk__in=queryset.values("tree_id"))
+        _run(self, request, trees, services.tree_move, "tree_id", state=TreeState.HALTED_BY_MODERATOR,
+             reason="admin action")
+
+    @admin.action(description="Resume their trees", permissions=["moderate_tree"])
+    def resume_tree(self, request, queryset):
+        trees = MessageTree.objects.filter(pk__in=queryset.values("tree_id"), state=TreeState.HALTED_BY_MODERATOR)
+        for tree in trees:
+            _run(self, request, [tree], services.tree_move, "tree_id", state=tree.halted_from_state,
+                 reason="admin action")
+
+
+def _walk(children: dict, parent_id, depth: int):
+    for message in sorted(children.get(parent_id, []), key=lambda m: (m.rank is None, m.rank or 0, m.created_at)):
+        yield depth, message
+        yield from _walk(children, message.pk, depth + 1)
+
+
+class MoveTreeForm(forms.Form):
+    state = forms.ChoiceField(choices=TreeState.choices)
+    reason = forms.CharField(max_length=500)
+
+
+@admin.register(MessageTree)
+class MessageTreeAdmin(admin.ModelAdmin):
+    list_display = ("id", "state", "lang", "message_count", "accepted_count", "awaiting_review", "created_at",
+                    "updated_at")
+    list_filter = ("state", "lang", "origin")
+    search_fields = ("=id",)
+    paginator = BoundedCountPaginator
+    show_full_result_count = False
+    list_per_page = 100
+    ordering = ("-updated_at",)
+    readonly_fields = [field.name for field in MessageTree._meta.fields]
+    change_form_template = "admin/tasks/messagetree/change_form.html"
+    actions = ["halt", "resume", "abort", "move_to_state"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_moderate_permission(self, request) -> bool:
+        return request.user.has_perm("tasks.moderate_tree")
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            children: dict = {}
+            for message in selectors.tree_messages(obj.pk):
+                children.setdefault(message.parent_id, []).append(message)
+            context["tree_rows"] = list(_walk(children, None, 0))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    @admin.action(description="Halt", permissions=["moderate"])
+    def halt(self, request, queryset):
+        _run(self, request, queryset, services.tree_move, "tree_id", state=TreeState.HALTED_BY_MODERATOR,
+             reason="admin action")
+
+    @admin.action(description="Resume", permissions=["moderate"])
+    def resume(self, request, queryset):
+        for tree in queryset.filter(state=TreeState.HALTED_BY_MODERATOR):
+            _run(self, request, [tree], services.tree_move, "tree_id", state=tree.halted_from_state,
+                 reason="admin action")
+
+    @admin.action(description="Abort", permissions=["moderate"])
+    def abort(self, request, queryset):
+        _run(self, request, queryset, services.tree_move, "tree_id", state=TreeState.ABORTED_LOW_GRADE,
+             reason="admin action")
+
+    @admin.action(description="Move to a state…", permissions=["moderate"])
+    def move_to_state(self, request, queryset):
+        if "apply" in request.POST:
+            form = MoveTreeForm(request.POST)
+            if form.is_valid():
+                _run(self, request, queryset, services.tree_move, "tree_id", state=form.cleaned_data["state"],
+                     reason=form.cleaned_data["reason"])
+                return None
+        else:
+            form = MoveTreeForm()
+        return TemplateResponse(request, "admin/tasks/messagetree/move.html", {
+            **self.admin_site.each_context(request), "form": form, "trees": queryset,
+            "opts": self.model._meta, "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        })
+
+
+@admin.register(FlaggedMessage)
+class FlaggedMessageAdmin(admin.ModelAdmin):
+    """The flagged queue: one click (or one key) per decision."""
+
+    list_display = ("message_excerpt", "author", "reports", "last_reasons", "updated_at", "decisions")
+    list_select_related = ("message", "message__author")
+    list_filter = ("processed",)
+    ordering = ("processed", "-updated_at")
+    paginator = BoundedCountPaginator
+    show_full_result_count = False
+    list_per_page = 50
+    readonly_fields = ("message", "reports", "reasons", "created_at", "updated_at", "processed")
+    actions = ["dismiss", "delete_messages", "delete_and_ban"]
+
+    class Media:
+        js = ["tasks/flag_queue.js"]
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method == "GET" and "processed__exact" not in request.GET:  # open flags first
+            query = request.GET.copy()
+            query["processed__exact"] = "0"
+            return redirect(f"{request.path}?{query.urlencode()}")
+        return super().changelist_view(request, extra_context)
+
+    def get_urls(self):
+        return [path("<int:flag_id>/resolve/<str:decision>/", self.admin_site.admin_view(self.resolve),
+                     name="tasks_flaggedmessage_resolve"), *super().get_urls()]
+
+    def resolve(self, request, flag_id: int, decision: str):
+        if request.method != "POST":
+            return redirect("admin:tasks_flaggedmessage_changelist")
+        get_object_or_404(FlaggedMessage, pk=flag_id)
+        try:
+            services.flag_resolve(actor=request.user, flag_id=flag_id, decision=decision,
+                                  reason=request.POST.get("reason", ""))
+            self.message_user(request, f"Flag {flag_id}: {decision}.", messages.SUCCESS)
+        except ValidationError as error:
+            self.message_user(request, " ".join(error.messages), messages.ERROR)
+        return redirect(request.POST.get("next") or reverse("admin:tasks_flaggedmessage_changelist"))
+
+    @admin.display(description="message")
+    def message_excerpt(self, flag: FlaggedMessage) -> str:
+        url = reverse("admin:tasks_message_change", args=[flag.message_id])
+        return format_html('<a href="{}">{}</a>', url, flag.message.text[:100])
+
+    @admin.display(description="author")
+    def author(self, flag: FlaggedMessage) -> str:
+        return flag.message.author.username if flag.message.author else "—"
+
+    @admin.display(description="reasons")
+    def last_reasons(self, flag: FlaggedMessage) -> str:
+        return "; ".join(flag.reasons[-3:])
+
+    @admin.display(description="decide")
+    def decisions(self, flag: FlaggedMessage) -> str:
+        if flag.processed:
+            return "processed"
+        buttons = []
+        for decision, label, key in (("dismiss", "Dismiss", "d"), ("delete", "Delete", "x"),
+                                     ("ban", "Delete + ban author", "b")):
+            url = reverse("admin:tasks_flaggedmessage_resolve", args=[flag.pk, decision])
+            buttons.append(format_html(
+                '<button type="submit" formaction="{}" formmethod="post" class="flag-decision" '
+                'data-decision="{}" title="key: {}">{}</button>', url, decision, key, label))
+        return format_html("{}" * len(buttons), *buttons)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_moderate_permission(self, request) -> bool:
+        return request.user.has_perm("tasks.moderate_message")
+
+    def _resolve_all(self, request, queryset, decision):
+        _run(self, request, queryset, services.flag_resolve, "flag_id", decision=decision, reason="admin action")
+
+    @admin.action(description="Dismiss", permissions=["moderate"])
+    def dismiss(self, request, queryset):
+        self._resolve_all(request, queryset, "dismiss")
+
+    @admin.action(description="Delete the messages", permissions=["moderate"])
+    def delete_messages(self, request, queryset):
+        self._resolve_all(request, queryset, "delete")
+
+    @admin.action(description="Delete the messages and ban their authors", permissions=["moderate"])
+    def delete_and_ban(self, request, queryset):
+        self._resolve_all(request, queryset, "ban")

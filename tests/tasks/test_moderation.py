@@ -1,0 +1,162 @@
+"""Moderation in the admin: permissions per role, each action's effect, the audit log."""
+
+import pytest
+from django.contrib.auth.models import Group
+
+from oasst.models import ModerationEvent
+from tasks import services
+from tasks.models import FlaggedMessage, Message, MessageRevision, MessageTree, TreeState
+from tests.factories import UserFactory
+from tests.tasks.builders import reply_to, review_of, write_prompt
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def moderator():
+    user = UserFactory(username="mod", is_staff=True)
+    user.groups.add(Group.objects.get(name="moderators"))
+    return user
+
+
+@pytest.fixture
+def conversation(small_trees, tree_settings, django_capture_on_commit_callbacks):
+    tree_settings(goal_tree_size=10)
+    with django_capture_on_commit_callbacks(execute=True):
+        prompt = write_prompt(UserFactory(), text="Tell me a story.")
+        review_of(UserFactory(), prompt)
+    answer = reply_to(UserFactory(username="troll"), prompt, "Buy cheap watches!")
+    review_of(UserFactory(), answer)
+    follow_up = reply_to(UserFactory(), answer, "What?")
+    return prompt, answer, follow_up
+
+
+def act(client, model, action, ids, **extra):
+    return client.post(f"/admin/tasks/{model}/", {"action": action, "_selected_action": [str(i) for i in ids],
+                                                   **extra}, follow=True)
+
+
+@pytest.mark.parametrize("role, status", [("anonymous", 302), ("contributor", 302), ("staff", 403),
+                                          ("moderator", 200), ("superuser", 200)])
+def test_who_may_open_the_message_admin(client, role, status, moderator):
+    users = {"contributor": UserFactory(), "staff": UserFactory(is_staff=True), "moderator": moderator,
+             "superuser": UserFactory(is_staff=True, is_superuser=True)}
+    if role != "anonymous":
+        client.force_login(users[role])
+    assert client.get("/admin/tasks/message/").status_code == status
+
+
+def test_staff_without_the_group_cannot_run_moderation_services(conversation):
+    prompt, answer, _ = conversation
+    staff = UserFactory(is_staff=True)
+    with pytest.raises(services.Forbidden):
+        services.message_delete(actor=staff, message_id=answer.pk)
+    assert not Message.objects.filter(deleted=True).exists() and not ModerationEvent.objects.exists()
+
+
+def test_delete_with_subtree_then_undelete_with_ancestors(client, moderator, conversation):
+    prompt, answer, follow_up = conversation
+    client.force_login(moderator)
+    act(client, "message", "delete_with_subtree", [answer.pk])
+    assert set(Message.objects.filter(deleted=True).values_list("pk", flat=True)) == {answer.pk, follow_up.pk}
+    tree = MessageTree.objects.get(pk=prompt.tree_id)
+    assert tree.message_count == 1
+    act(client, "message", "undelete_with_ancestors", [follow_up.pk])
+    assert not Message.objects.filter(deleted=True).exists()
+    tree.refresh_from_db()
+    assert tree.message_count == 3
+    events = list(ModerationEvent.objects.order_by("created_at").values_list("action", "actor__username"))
+    assert events == [("message_delete", "mod"), ("message_undelete", "mod")]
+
+
+def test_mark_spam_rejects_a_reply_and_aborts_a_prompts_tree(client, moderator, conversation):
+    prompt, answer, _ = conversation
+    client.force_login(moderator)
+    act(client, "message", "mark_spam", [answer.pk])
+    answer.refresh_from_db()
+    assert answer.review_result is False
+    act(client, "message", "mark_spam", [prompt.pk])
+    assert MessageTree.objects.get(pk=prompt.tree_id).state == TreeState.ABORTED_LOW_GRADE
+    assert ModerationEvent.objects.filter(action="message_mark_spam").count() == 2
+
+
+def test_editing_the_text_keeps_a_revision(client, moderator, conversation):
+    _, answer, _ = conversation
+    client.force_login(moderator)
+    page = client.get(f"/admin/tasks/message/{answer.pk}/change/")
+    assert page.status_code == 200 and "Conversation tree" in page.content.decode()
+    client.post(f"/admin/tasks/message/{answer.pk}/change/", {"text": "A story about a watchmaker.",
+                                                              "reason": "spam link removed"})
+    answer.refresh_from_db()
+    assert answer.text == "A story about a watchmaker." and answer.edited
+    assert MessageRevision.objects.get(message=answer).text == "Buy cheap watches!"
+    event = ModerationEvent.objects.get(action="message_edit")
+    assert event.before["text"] == "Buy cheap watches!" and event.reason == "spam link removed"
+
+
+def test_halt_resume_abort_and_move_trees(client, moderator, conversation):
+    prompt, _, _ = conversation
+    client.force_login(moderator)
+    act(client, "messagetree", "halt", [prompt.tree_id])
+    tree = MessageTree.objects.get(pk=prompt.tree_id)
+    assert tree.state == TreeState.HALTED_BY_MODERATOR
+    act(client, "messagetree", "resume", [prompt.tree_id])
+    tree.refresh_from_db()
+    assert tree.state == TreeState.GROWING
+    form = act(client, "messagetree", "move_to_state", [prompt.tree_id])
+    assert "Move 1 tree" in form.content.decode()
+    act(client, "messagetree", "move_to_state", [prompt.tree_id], state="ready_for_export", reason="test",
+        apply="Move")
+    tree.refresh_from_db()
+    assert tree.state == TreeState.GROWING  # not along an arrow: refused
+    act(client, "messagetree", "move_to_state", [prompt.tree_id], state="ranking", reason="enough", apply="Move")
+    tree.refresh_from_db()
+    assert tree.state in (TreeState.RANKING, TreeState.READY_FOR_EXPORT, TreeState.READY_FOR_SCORING)
+    act(client, "messagetree", "abort", [prompt.tree_id])
+    tree.refresh_from_db()
+    assert tree.state in (TreeState.ABORTED_LOW_GRADE, TreeState.READY_FOR_EXPORT)
+    assert ModerationEvent.objects.filter(action="tree_move").count() >= 4
+
+
+def test_flagged_queue_decisions(client, moderator, conversation):
+    prompt, answer, _ = conversation
+    services.message_report(user=UserFactory(), message_id=answer.pk, reason="spam link")
+    services.message_report(user=UserFactory(), message_id=prompt.pk, reason="boring")
+    client.force_login(moderator)
+    page = client.get("/admin/tasks/flaggedmessage/", follow=True).content.decode()
+    assert "spam link" in page and "boring" in page and 'data-decision="ban"' in page
+    flags = {f.message_id: f.pk for f in FlaggedMessage.objects.all()}
+    client.post(f"/admin/tasks/flaggedmessage/{flags[prompt.pk]}/resolve/dismiss/")
+    client.post(f"/admin/tasks/flaggedmessage/{flags[answer.pk]}/resolve/delete/")
+    assert FlaggedMessage.objects.filter(processed=True).count() == 2
+    answer.refresh_from_db()
+    prompt.refresh_from_db()
+    assert answer.deleted and not prompt.deleted
+    assert set(ModerationEvent.objects.values_list("action", flat=True)) >= {"flag_dismiss", "flag_delete"}
+
+
+def test_audit_log_is_read_only_even_for_superusers(client, moderator, conversation):
+    _, answer, _ = conversation
+    services.message_flag(actor=moderator, message_id=answer.pk, reason="look")
+    event = ModerationEvent.objects.get()
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    assert client.get("/admin/oasst/moderationevent/").status_code == 200
+    assert client.get("/admin/oasst/moderationevent/add/").status_code == 403
+    assert client.post(f"/admin/oasst/moderationevent/{event.pk}/delete/").status_code == 403
+    client.post(f"/admin/oasst/moderationevent/{event.pk}/change/", {"reason": "rewritten"})
+    event.refresh_from_db()
+    assert event.reason == "look"
+
+
+def test_message_changelist_queries_do_not_grow_with_rows(client, moderator, conversation,
+                                                          django_assert_max_num_queries):
+    client.force_login(moderator)
+    with django_assert_max_num_queries(20) as few:
+        client.get("/admin/tasks/message/")
+    prompt = conversation[0]
+    for i in range(40):
+        services.message_flag(actor=moderator, message_id=prompt.pk, reason=str(i))
+        write_prompt(UserFactory(), text=f"Prompt {i}")
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        page = client.get("/admin/tasks/message/")
+    assert page.status_code == 200 and "Prompt 39" in page.content.decode()
