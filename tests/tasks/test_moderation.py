@@ -160,3 +160,27 @@ def test_message_changelist_queries_do_not_grow_with_rows(client, moderator, con
     with django_assert_max_num_queries(len(few.captured_queries)):
         page = client.get("/admin/tasks/message/")
     assert page.status_code == 200 and "Prompt 39" in page.content.decode()
+
+
+def test_moderation_api_for_moderator_tokens(moderator, conversation):
+    from tests.conftest import token_client
+
+    prompt, answer, follow_up = conversation
+    contributor = token_client(UserFactory())
+    response = contributor.post(f"/api/v1/moderation/messages/{answer.pk}/delete/", {"reason": "spam"})
+    assert response.status_code == 403 and response.json()["code"] == "not_moderator"
+    client = token_client(moderator)
+    response = client.post(f"/api/v1/moderation/messages/{answer.pk}/delete/", {"reason": "spam"})
+    assert response.status_code == 200 and response.json()["changed"] == 2
+    assert client.post(f"/api/v1/moderation/messages/{answer.pk}/nuke/", {}).status_code == 404
+    edited = client.post(f"/api/v1/moderation/messages/{prompt.pk}/edit/", {"text": "Tell me a short story."})
+    assert edited.json()["text"] == "Tell me a short story."
+    moved = client.post(f"/api/v1/moderation/trees/{prompt.tree_id}/move/", {"state": "halted_by_moderator"})
+    assert moved.json()["state"] == "halted_by_moderator"
+    services.message_report(user=UserFactory(), message_id=prompt.pk, reason="odd")
+    flags = client.get("/api/v1/moderation/flags/").json()
+    assert [f["message"]["id"] for f in flags] == [str(prompt.pk)]
+    resolved = client.post(f"/api/v1/moderation/flags/{flags[0]['id']}/resolve/", {"decision": "dismiss"})
+    assert resolved.status_code == 200
+    assert contributor.get("/api/v1/moderation/flags/").status_code == 403
+    assert ModerationEvent.objects.filter(actor=moderator).count() == 4
