@@ -24,12 +24,22 @@ api_v1 = [
     path("messages/<uuid:message_id>/tree/", tasks_api.MessageTreeView.as_view(), name="message-tree"),
     path("messages/<uuid:message_id>/emoji/", tasks_api.MessageEmojiView.as_view(), name="message-emoji"),
     path("messages/<uuid:message_id>/report/", tasks_api.MessageReportView.as_view(), name="message-report"),
+    path("moderation/messages/<uuid:message_id>/edit/", tasks_api.ModerationEditView.as_view(),
+         name="moderation-message-edit"),
+    path("moderation/messages/<uuid:message_id>/<str:action>/", tasks_api.ModerationMessageView.as_view(),
+         name="moderation-message"),
+    path("moderation/trees/<uuid:tree_id>/move/", tasks_api.ModerationTreeMoveView.as_view(),
+         name="moderation-tree-move"),
+    path("moderation/flags/", tasks_api.ModerationFlagsView.as_view(), name="moderation-flags"),
+    path("moderation/flags/<int:flag_id>/resolve/", tasks_api.ModerationFlagResolveView.as_view(),
+         name="moderation-flag-resolve"),
 ]
 
 urlpatterns = [
     path("", include("tasks.urls")),
     path("favicon.ico", views.favicon),
     path("accounts/", include("allauth.urls")),
+    path("leaderboard/", include("ranking.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),
 ]
