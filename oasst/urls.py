@@ -39,6 +39,7 @@ urlpatterns = [
     path("", include("tasks.urls")),
     path("favicon.ico", views.favicon),
     path("accounts/", include("allauth.urls")),
+    path("profile/", include("oasst.profile_urls")),
     path("leaderboard/", include("ranking.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),

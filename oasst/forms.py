@@ -1,0 +1,43 @@
+"""Forms of the profile pages; the services re-check everything they are given."""
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from oasst.languages import LANGUAGE_CHOICES
+from oasst.services import DISPLAY_NAME_MAX
+
+
+class ProfileSettingsForm(forms.Form):
+    display_name = forms.CharField(
+        label=_("Display name"), max_length=DISPLAY_NAME_MAX,
+        help_text=_("Shown on the leaderboard and in the header instead of your username."))
+    preferred_language = forms.ChoiceField(
+        label=_("Language"), choices=LANGUAGE_CHOICES,
+        help_text=_("The language your tasks are in, unless you pick another one for a session."))
+    show_on_leaderboard = forms.BooleanField(label=_("Show me on the leaderboard"), required=False)
+
+    # service error code -> the field it belongs to
+    ERROR_FIELDS = {
+        "invalid_display_name": "display_name",
+        "empty_display_name": "display_name",
+        "display_name_too_long": "display_name",
+        "invalid_language": "preferred_language",
+    }
+
+
+class AccountDeleteForm(forms.Form):
+    username = forms.CharField(label=_("Type your username to confirm"), max_length=150, strip=True)
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.fields["username"].help_text = format_html(_("Your username is <strong>{}</strong>."), user.username)
+        self.fields["username"].widget.attrs.update({"autocomplete": "off", "spellcheck": "false"})
+
+    def clean_username(self) -> str:
+        username = self.cleaned_data["username"]
+        if username != self.user.username:
+            raise ValidationError(_("That is not your username."), code="username_mismatch")
+        return username

@@ -1,0 +1,203 @@
+"""Writers of a user's own account: profile settings, API token, the download of their data, and
+deleting the account (SPEC: "A deleted user is anonymised; their messages remain unless purged")."""
+
+from __future__ import annotations
+
+import secrets
+from importlib import import_module
+
+from allauth.account.models import EmailAddress
+from allauth.socialaccount.models import SocialAccount
+from django.conf import settings
+from django.contrib.sessions.models import Session
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from oasst.errors import Conflict, Forbidden, NotFound, ServiceError
+from oasst.languages import LANGUAGES
+from oasst.models import User
+from ranking.models import ContributionEvent, LeaderboardEntry, Ranking, UserScore
+from tasks.jobs import tasks_expire_job
+from tasks.models import EmojiReaction, Message, MessageRevision, Review, Task
+from tasks.selectors import open_tasks
+
+DISPLAY_NAME_MAX = 64
+EXPORT_FORMAT = "oasst-user-data"
+EXPORT_VERSION = 1
+
+
+def user_locked(user_id, *, no_key: bool = True) -> User:
+    """Lock a user row (FOR NO KEY UPDATE unless a key column such as the username changes)."""
+    return User.objects.select_for_update(no_key=no_key).get(pk=user_id)
+
+
+def check_account_active(user: User) -> None:
+    if not user.is_active:
+        raise Conflict("This account has been deleted.", code="account_deleted")
+
+
+def clean_display_name(display_name: object) -> str:
+    if not isinstance(display_name, str):
+        raise ServiceError("The display name must be text.", code="invalid_display_name")
+    display_name = display_name.strip()
+    if not display_name:
+        raise ServiceError("Enter a display name.", code="empty_display_name")
+    if len(display_name) > DISPLAY_NAME_MAX:
+        raise ServiceError(f"The display name is longer than {DISPLAY_NAME_MAX} characters.",
+                           code="display_name_too_long")
+    return display_name
+
+
+@transaction.atomic
+def profile_update(*, user: User, display_name: object, preferred_language: object,
+                   show_on_leaderboard: bool) -> User:
+    check_account_active(user)
+    display_name = clean_display_name(display_name)
+    if preferred_language not in LANGUAGES:
+        raise ServiceError(f"Unknown language {preferred_language!r}.", code="invalid_language")
+    user.display_name = display_name
+    user.preferred_language = preferred_language
+    user.show_on_leaderboard = bool(show_on_leaderboard)
+    user.save(update_fields=["display_name", "preferred_language", "show_on_leaderboard"])
+    return user
+
+
+@transaction.atomic
+def api_token_rotate(*, user: User) -> str:
+    """Create the user's API token, or replace the one they have; returns the new key."""
+    locked = user_locked(user.pk)
+    check_account_active(locked)
+    Token.objects.filter(user=locked).delete()
+    return Token.objects.create(user=locked).key
+
+
+@transaction.atomic
+def api_token_revoke(*, user: User) -> None:
+    user_locked(user.pk)
+    deleted, _ = Token.objects.filter(user=user).delete()
+    if not deleted:
+        raise NotFound("You have no API token to revoke.", code="no_token")
+
+
+def _rows(queryset, *fields) -> list[dict]:
+    return list(queryset.values(*fields))
+
+
+@transaction.atomic
+def user_data_export(*, user: User) -> dict:
+    """Everything stored about the user, for "download my data". Other people appear only as ids of
+    the messages the user reviewed, ranked or reacted to; the tasks' payloads (other people's text)
+    and the API token's key (a credential) are left out."""
+    user = User.objects.get(pk=user.pk)
+    token = Token.objects.filter(user=user).values("created").first()
+    messages = _rows(
+        Message.objects.filter(author=user).order_by("created_at"),
+        "id", "tree_id", "tree__state", "parent_id", "role", "text", "lang", "depth", "created_at", "client_id",
+        "review_count", "review_result", "rank", "deleted", "synthetic", "model_name", "emojis", "labels",
+        "red_flags", "edited",
+    )
+    revisions: dict = {}
+    for revision in MessageRevision.objects.filter(message__author=user).order_by("created_at").values(
+            "message_id", "text", "created_at"):
+        revisions.setdefault(revision.pop("message_id"), []).append(revision)
+    for message in messages:
+        message["tree_state"] = message.pop("tree__state")
+        message["revisions"] = revisions.get(message["id"], [])
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "exported_at": timezone.now(),
+        "account": {
+            "id": user.pk, "username": user.username, "email": user.email, "display_name": user.display_name,
+            "first_name": user.first_name, "last_name": user.last_name,
+            "preferred_language": user.preferred_language, "show_on_leaderboard": user.show_on_leaderboard,
+            "date_joined": user.date_joined, "last_login": user.last_login,
+            "tos_accepted_at": user.tos_accepted_at, "last_activity_at": user.last_activity_at,
+            "streak_days": user.streak_days, "streak_last_day_at": user.streak_last_day_at,
+            "is_banned": user.is_banned, "ban_reason": user.ban_reason, "is_staff": user.is_staff,
+            "groups": sorted(user.groups.values_list("name", flat=True)),
+            "api_token": {"exists": token is not None, "created": token["created"] if token else None},
+        },
+        "email_addresses": _rows(EmailAddress.objects.filter(user=user).order_by("pk"),
+                                 "email", "verified", "primary"),
+        "social_accounts": _rows(SocialAccount.objects.filter(user=user).order_by("pk"),
+                                 "provider", "uid", "date_joined", "last_login", "extra_data"),
+        "messages": messages,
+        "reviews": _rows(Review.objects.filter(user=user).order_by("created_at"),
+                         "message_id", "task_id", "mode", "labels", "text", "report", "created_at"),
+        "rankings": _rows(Ranking.objects.filter(user=user).order_by("created_at"),
+                          "parent_id", "task_id", "ranking", "not_rankable", "agreement", "created_at"),
+        "reactions": _rows(EmojiReaction.objects.filter(user=user).order_by("created_at"),
+                           "message_id", "emoji", "created_at"),
+        "tasks": _rows(Task.objects.filter(user=user).order_by("created_at"),
+                       "id", "type", "lang", "item_id", "tree_id", "created_at", "expires_at", "acked_at",
+                       "skipped", "skip_reason", "done", "done_at", "expired"),
+        "scores": {score["frame"]: {k: v for k, v in score.items() if k != "frame"}
+                   for score in UserScore.objects.filter(user=user).values(
+                       "frame", "score", "counts", "breakdown", "updated_at")},
+        "contribution_events": _rows(ContributionEvent.objects.filter(user=user).order_by("created_at", "pk"),
+                                     "kind", "message_id", "created_at"),
+        "leaderboard": _rows(LeaderboardEntry.objects.filter(user=user).order_by("frame"),
+                             "frame", "rank", "score", "level", "built_at"),
+    }
+
+
+def _sessions_delete(user: User) -> int:
+    """Delete the user's stored sessions. Sessions carry no user column, so a database-backed store
+    is scanned; other stores are left to expire (an unusable password already invalidates them)."""
+    if not settings.SESSION_ENGINE.endswith((".db", ".cached_db")):
+        return 0
+    engine = import_module(settings.SESSION_ENGINE)
+    store = engine.SessionStore()
+    keys = [session.session_key
+            for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator(chunk_size=2000)
+            if store.decode(session.session_data).get("_auth_user_id") == str(user.pk)]
+    for key in keys:
+        engine.SessionStore(session_key=key).delete()
+    return len(keys)
+
+
+@transaction.atomic
+def account_delete(*, user: User) -> User:
+    """Anonymise the account; its messages, reviews and rankings remain (SPEC: unless purged).
+
+    The user row is kept, stripped of everything that identifies a person, instead of being
+    deleted or detached from the messages (author set to null): the messages keep a stable
+    pseudonymous author, so an export still tells that two replies came from one person, and the
+    rules that read the author (one reply per parent, no review of one's own message, a moderator's
+    purge) keep working. The username becomes a random `deleted-<hex>`; email, names, ban reason,
+    password, staff rights, email addresses, social accounts, API token, sessions, scores and
+    leaderboard rows are removed; the account can never log in again. What stays is tied to that
+    row only: messages, reviews, rankings, reactions (their counts are on others' messages), tasks,
+    contribution events and the ban flag. Open tasks are expired so the work they reserved is released.
+    """
+    locked = user_locked(user.pk, no_key=False)
+    check_account_active(locked)
+    if locked.is_superuser:
+        raise Forbidden("An administrator's account cannot delete itself; ask another administrator.",
+                        code="admin_account")
+    locked.username = f"deleted-{secrets.token_hex(8)}"
+    locked.email = ""
+    locked.display_name = ""
+    locked.first_name = ""
+    locked.last_name = ""
+    locked.ban_reason = ""
+    locked.set_unusable_password()
+    locked.is_active = False
+    locked.is_staff = False
+    locked.show_on_leaderboard = False
+    locked.last_login = None
+    locked.save()
+    locked.groups.clear()
+    locked.user_permissions.clear()
+    EmailAddress.objects.filter(user=locked).delete()
+    SocialAccount.objects.filter(user=locked).delete()
+    Token.objects.filter(user=locked).delete()
+    UserScore.objects.filter(user=locked).delete()
+    LeaderboardEntry.objects.filter(user=locked).delete()
+    if open_tasks(user=locked).update(expires_at=timezone.now()):
+        transaction.on_commit(tasks_expire_job.delay)
+    _sessions_delete(locked)
+    user.refresh_from_db()
+    return user
