@@ -1,9 +1,23 @@
-"""Admin for users: find a contributor fast, see their state, ban or unban."""
+"""Admin for users: find a contributor fast, see their state and troll score, ban, unban, purge.
+Bans and purges go through oasst.services, which check the permission and write the audit log."""
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import ValidationError
+from django.template.response import TemplateResponse
 
+from oasst import services
 from oasst.models import ModerationEvent, User
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=500)
+
+
+class PurgeForm(ReasonForm):
+    since = forms.DateTimeField(required=False, help_text="Messages created from (empty: the first).")
+    until = forms.DateTimeField(required=False, help_text="Messages created until (empty: now).")
 
 
 @admin.register(User)
@@ -15,11 +29,13 @@ class UserAdmin(DjangoUserAdmin):
     search_fields = ("username", "display_name", "email")
     ordering = ("-date_joined",)
     readonly_fields = ("last_login", "date_joined", "last_activity_at", "tos_accepted_at",
-                       "streak_days", "streak_last_day_at")
+                       "streak_days", "streak_last_day_at", "is_banned", "ban_reason")
+    change_form_template = "admin/oasst/user/change_form.html"
+    actions = ["ban", "unban", "purge_messages"]
     fieldsets = (
         (None, {"fields": ("username", "password")}),
         ("Profile", {"fields": ("display_name", "email", "preferred_language", "show_on_leaderboard")}),
-        ("Moderation", {"fields": ("is_active", "is_banned", "ban_reason")}),
+        ("Moderation", {"fields": ("is_active", "is_banned", "ban_reason", "moderator_notes")}),
         ("Activity", {"fields": ("tos_accepted_at", "last_activity_at", "streak_days", "streak_last_day_at",
                                  "last_login", "date_joined")}),
         ("Permissions", {"classes": ("collapse",),
@@ -27,6 +43,60 @@ class UserAdmin(DjangoUserAdmin):
     )
     list_per_page = 100
     show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:  # moderators cannot grant rights, least of all to themselves
+            fields += ["is_staff", "is_superuser", "groups", "user_permissions", "is_active", "password"]
+        return fields
+
+    def has_moderate_permission(self, request) -> bool:
+        return request.user.has_perm("oasst.moderate_user")
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            from ranking.services import troll_counts, user_scores_refresh
+
+            context["scores"] = user_scores_refresh(user=obj)
+            trolling = troll_counts(frame="total", user_id=obj.pk)
+            context["troll"] = trolling[0] if trolling else None
+            context["recent_events"] = ModerationEvent.objects.filter(target_type="user", target_id=str(obj.pk))[:10]
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _with_form(self, request, queryset, form_class, title, action, apply):
+        form = form_class(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            done = 0
+            for user in queryset:
+                try:
+                    apply(user, form.cleaned_data)
+                    done += 1
+                except ValidationError as error:
+                    self.message_user(request, f"{user}: {' '.join(error.messages)}", messages.ERROR)
+            if done:
+                self.message_user(request, f"{title}: {done} done.", messages.SUCCESS)
+            return None
+        return TemplateResponse(request, "admin/oasst/user/action_form.html", {
+            **self.admin_site.each_context(request), "title": title, "form": form, "users": queryset,
+            "action": action, "opts": self.model._meta, "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        })
+
+    @admin.action(description="Ban…", permissions=["moderate"])
+    def ban(self, request, queryset):
+        return self._with_form(request, queryset, ReasonForm, "Ban", "ban", lambda user, data: services.user_ban(
+            actor=request.user, user_id=user.pk, reason=data["reason"]))
+
+    @admin.action(description="Unban…", permissions=["moderate"])
+    def unban(self, request, queryset):
+        return self._with_form(request, queryset, ReasonForm, "Unban", "unban", lambda user, data: services.user_unban(
+            actor=request.user, user_id=user.pk, reason=data["reason"]))
+
+    @admin.action(description="Purge their messages…", permissions=["moderate"])
+    def purge_messages(self, request, queryset):
+        return self._with_form(request, queryset, PurgeForm, "Purge messages", "purge_messages",
+                               lambda user, data: services.user_purge_messages(
+                                   actor=request.user, user_id=user.pk, since=data["since"], until=data["until"],
+                                   reason=data["reason"]))
 
 
 @admin.register(ModerationEvent)

@@ -18,6 +18,7 @@ class User(AbstractUser):
     streak_last_day_at = models.DateTimeField(
         null=True, blank=True, help_text="When the current streak last gained a day."
     )
+    moderator_notes = models.TextField(blank=True, help_text="Seen by moderators only.")
 
     class Meta:
         indexes = [models.Index(fields=["last_activity_at"], name="user_last_activity_idx")]

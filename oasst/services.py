@@ -183,6 +183,7 @@ def account_delete(*, user: User) -> User:
     locked.first_name = ""
     locked.last_name = ""
     locked.ban_reason = ""
+    locked.moderator_notes = ""
     locked.set_unusable_password()
     locked.is_active = False
     locked.is_staff = False
@@ -201,3 +202,74 @@ def account_delete(*, user: User) -> User:
     _sessions_delete(locked)
     user.refresh_from_db()
     return user
+
+
+# --- Moderation of users ------------------------------------------------------------------------
+
+
+def _check_moderator(actor: User) -> None:
+    if not (actor and actor.is_active and actor.is_staff and actor.has_perm("oasst.moderate_user")):
+        raise Forbidden("You are not allowed to do this.", code="not_moderator")
+
+
+@transaction.atomic
+def user_ban(*, actor: User, user_id, reason: str = "") -> User:
+    """Ban a user: from now on they get no tasks and cannot submit; their open tasks are released."""
+    from oasst.audit import moderation_record
+
+    _check_moderator(actor)
+    try:
+        target = user_locked(user_id)
+    except (User.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such user.", code="user_not_found") from None
+    if target.is_superuser or target.pk == actor.pk:
+        raise Forbidden("Administrators and you yourself cannot be banned here.", code="cannot_ban")
+    before = {"is_banned": target.is_banned, "ban_reason": target.ban_reason}
+    target.is_banned, target.ban_reason = True, (reason or "").strip()[:500]
+    target.save(update_fields=["is_banned", "ban_reason"])
+    if open_tasks(user=target).update(expires_at=timezone.now()):
+        transaction.on_commit(tasks_expire_job.delay)
+    moderation_record(actor=actor, action="user_ban", target_type="user", target_id=target.pk, reason=reason,
+                      before=before, after={"is_banned": True, "ban_reason": target.ban_reason})
+    return target
+
+
+@transaction.atomic
+def user_unban(*, actor: User, user_id, reason: str = "") -> User:
+    from oasst.audit import moderation_record
+
+    _check_moderator(actor)
+    try:
+        target = user_locked(user_id)
+    except (User.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such user.", code="user_not_found") from None
+    before = {"is_banned": target.is_banned, "ban_reason": target.ban_reason}
+    target.is_banned, target.ban_reason = False, ""
+    target.save(update_fields=["is_banned", "ban_reason"])
+    moderation_record(actor=actor, action="user_unban", target_type="user", target_id=target.pk, reason=reason,
+                      before=before, after={"is_banned": False})
+    return target
+
+
+def user_purge_messages(*, actor: User, user_id, since=None, until=None, reason: str = "") -> int:
+    """Soft-delete a user's messages (each with its subtree) created within [since, until]; returns
+    how many messages were deleted. Each message is deleted in its own short transaction."""
+    from oasst.audit import moderation_record
+    from tasks.services import message_delete
+
+    _check_moderator(actor)
+    if since and until and since > until:
+        raise ServiceError("The start of the range is after its end.", code="invalid_range")
+    messages = Message.objects.filter(author_id=user_id, deleted=False)
+    if since:
+        messages = messages.filter(created_at__gte=since)
+    if until:
+        messages = messages.filter(created_at__lte=until)
+    deleted = 0
+    for message_id in messages.order_by("depth").values_list("pk", flat=True):
+        if Message.objects.filter(pk=message_id, deleted=False).exists():  # not already gone with a parent
+            deleted += message_delete(actor=actor, message_id=message_id, reason=reason or "purge")
+    moderation_record(actor=actor, action="user_purge", target_type="user", target_id=user_id, reason=reason,
+                      after={"deleted": deleted, "since": since.isoformat() if since else None,
+                             "until": until.isoformat() if until else None})
+    return deleted

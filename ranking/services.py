@@ -154,7 +154,7 @@ def leaderboard_rebuild(*, frame: str, now=None) -> int:
     return len(rows)
 
 
-def troll_counts(*, frame: str, now=None, limit: int = 100) -> list[dict]:
+def troll_counts(*, frame: str, now=None, limit: int = 100, user_id: int | None = None) -> list[dict]:
     """The users whose messages drew the most red flags, downvotes and bad labels in the frame."""
     from tasks.models import EmojiReaction
 
@@ -165,6 +165,9 @@ def troll_counts(*, frame: str, now=None, limit: int = 100) -> list[dict]:
     if span:
         messages = messages.filter(created_at__gte=now - span)
         reactions = reactions.filter(message__created_at__gte=now - span)
+    if user_id is not None:
+        messages = messages.filter(author_id=user_id)
+        reactions = reactions.filter(message__author_id=user_id)
 
     labels = ("lang_mismatch", "not_appropriate", "pii", "hate_speech", "sexual_content", "political_content")
     counts: dict = {}

@@ -26,20 +26,20 @@ def test_user_changelist_filters_banned_users(client, admin_user):
 
 
 @pytest.mark.django_db
-def test_admin_bans_a_user_from_the_change_page(client, admin_user):
+def test_admin_bans_a_user_with_a_reason_and_the_ban_is_audited(client, admin_user):
+    from oasst.models import ModerationEvent
+
     target = UserFactory(username="troll")
     client.force_login(admin_user)
-    url = f"/admin/oasst/user/{target.pk}/change/"
-    form = client.get(url)
-    assert form.status_code == 200
-    response = client.post(url, {
-        "username": "troll", "display_name": "Troll", "email": target.email, "preferred_language": "en",
-        "show_on_leaderboard": "on", "is_active": "on", "is_banned": "on", "ban_reason": "spam links",
-        "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00",
-    })
-    assert response.status_code == 302, response.content.decode()[:2000]
+    form = client.post("/admin/oasst/user/", {"action": "ban", "_selected_action": [target.pk]})
+    assert "Ban: 1 user" in form.content.decode()
+    client.post("/admin/oasst/user/", {"action": "ban", "_selected_action": [target.pk], "reason": "spam links",
+                                       "apply": "Ban"})
     target.refresh_from_db()
     assert target.is_banned and target.ban_reason == "spam links"
+    assert ModerationEvent.objects.get().action == "user_ban"
+    page = client.get(f"/admin/oasst/user/{target.pk}/change/").content.decode()
+    assert "Troll score" in page and "user_ban" in page
 
 
 @pytest.mark.django_db

@@ -184,3 +184,59 @@ def test_moderation_api_for_moderator_tokens(moderator, conversation):
     assert resolved.status_code == 200
     assert contributor.get("/api/v1/moderation/flags/").status_code == 403
     assert ModerationEvent.objects.filter(actor=moderator).count() == 4
+
+
+def test_ban_takes_effect_at_once_and_unban_restores(client, moderator, conversation):
+    from oasst import services as user_services
+    from tests.conftest import token_client
+
+    troll = UserFactory(username="bad")
+    task = services.task_request(user=troll, task_type="initial_prompt", lang="en")
+    api = token_client(troll)
+    user_services.user_ban(actor=moderator, user_id=troll.pk, reason="spam")
+    assert api.post(f"/api/v1/tasks/{task.pk}/submit/", {"text": "hello"}).json()["code"] == "banned"
+    assert api.post("/api/v1/tasks/", {"type": "random", "lang": "en"}).json()["code"] == "banned"
+    client.force_login(troll)
+    assert client.post("/tasks/new/", {"type": "initial_prompt"}).status_code == 403
+    user_services.user_unban(actor=moderator, user_id=troll.pk, reason="appeal")
+    assert api.post("/api/v1/tasks/", {"type": "initial_prompt", "lang": "en"}).status_code == 201
+    with pytest.raises(services.Forbidden):
+        user_services.user_ban(actor=UserFactory(is_staff=True), user_id=troll.pk)
+    assert list(ModerationEvent.objects.order_by("created_at").values_list("action", flat=True)) == [
+        "user_ban", "user_unban"]
+
+
+def test_purge_a_users_messages_in_a_date_range(moderator, conversation):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from oasst import services as user_services
+
+    prompt, answer, follow_up = conversation
+    troll = answer.author
+    other_prompt = write_prompt(UserFactory(), text="Another question?")
+    review_of(UserFactory(), other_prompt)
+    services.lottery_activate(lang="en")
+    old = reply_to(troll, other_prompt, "An older spam reply")
+    Message.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=10))
+    deleted = user_services.user_purge_messages(actor=moderator, user_id=troll.pk,
+                                                since=timezone.now() - timedelta(days=1), reason="spammer")
+    assert deleted == 2  # the recent reply and its follow-up; the old one is outside the range
+    assert set(Message.objects.filter(deleted=True).values_list("pk", flat=True)) == {answer.pk, follow_up.pk}
+    with pytest.raises(services.ServiceError):
+        user_services.user_purge_messages(actor=moderator, user_id=troll.pk, since=timezone.now(),
+                                          until=timezone.now() - timedelta(days=1))
+
+
+def test_moderators_cannot_grant_rights_in_the_user_admin(client, moderator):
+    target = UserFactory(username="someone")
+    client.force_login(moderator)
+    page = client.get(f"/admin/oasst/user/{target.pk}/change/").content.decode()
+    assert 'name="is_superuser"' not in page and 'name="groups"' not in page
+    client.post(f"/admin/oasst/user/{target.pk}/change/", {
+        "username": "someone", "email": target.email, "preferred_language": "en", "is_superuser": "on",
+        "is_staff": "on", "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00"})
+    target.refresh_from_db()
+    assert not target.is_superuser and not target.is_staff
+
