@@ -28,6 +28,11 @@ for origin in CSRF_TRUSTED_ORIGINS:
 SITE_URL = env.str("SITE_URL", "http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
+    # Project apps first: their templates override the admin's and allauth's.
+    "oasst",
+    "tasks",
+    "ranking",
+    "training",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -45,10 +50,6 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
-    "oasst",
-    "tasks",
-    "ranking",
-    "training",
 ]
 SOCIALACCOUNT_PROVIDERS = social_providers(env)
 INSTALLED_APPS += [f"allauth.socialaccount.providers.{name}" for name in SOCIALACCOUNT_PROVIDERS]

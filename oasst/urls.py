@@ -36,6 +36,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("messages/", include("tasks.browse_urls")),
     path("", include("tasks.urls")),
     path("favicon.ico", views.favicon),
     path("accounts/", include("allauth.urls")),

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef
 from django.shortcuts import get_object_or_404, redirect
@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
+from oasst.models import User
 from tasks import selectors, services
 from tasks.models import FlaggedMessage, Message, MessageRevision, MessageTree, TreeState
 
@@ -265,7 +266,33 @@ class FlaggedMessageAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         return [path("<int:flag_id>/resolve/<str:decision>/", self.admin_site.admin_view(self.resolve),
-                     name="tasks_flaggedmessage_resolve"), *super().get_urls()]
+                     name="tasks_flaggedmessage_resolve"),
+                path("trollboard/", self.admin_site.admin_view(self.trollboard), name="trollboard"),
+                path("statistics/", self.admin_site.admin_view(self.statistics), name="moderation_statistics"),
+                *super().get_urls()]
+
+    def trollboard(self, request):
+        from ranking.models import Frame
+        from ranking.services import troll_counts
+
+        if not request.user.has_perm("ranking.view_trollboard"):
+            raise PermissionDenied
+        frame = request.GET.get("frame", "week")
+        if frame not in Frame.values:
+            frame = "week"
+        entries = troll_counts(frame=frame)
+        names = dict(User.objects.filter(pk__in=[e["user_id"] for e in entries]).values_list("pk", "username"))
+        for entry in entries:
+            entry["username"] = names.get(entry["user_id"], "")
+        return TemplateResponse(request, "admin/tasks/trollboard.html", {
+            **self.admin_site.each_context(request), "title": "Trollboard", "entries": entries, "frame": frame,
+            "frames": Frame.values})
+
+    def statistics(self, request):
+        if not request.user.has_perm("tasks.view_message"):
+            raise PermissionDenied
+        return TemplateResponse(request, "admin/tasks/statistics.html", {
+            **self.admin_site.each_context(request), "title": "Statistics", **selectors.moderation_statistics()})
 
     def resolve(self, request, flag_id: int, decision: str):
         if request.method != "POST":

@@ -248,3 +248,30 @@ def task_availability(*, user, lang: str, config: TreeConfig) -> dict[str, int]:
     if config.rank_prompter_replies:
         counts[TaskType.RANK_PROMPTER_REPLIES] = rankings.get(Role.ASSISTANT, 0)
     return {str(task_type): n for task_type, n in counts.items()}
+
+
+def moderation_statistics(*, days: int = 14) -> dict:
+    """Figures for the moderators' statistics page."""
+    from dataclasses import asdict
+
+    from django.db.models import Count
+    from django.db.models.functions import TruncDate
+
+    from tasks.tree_manager import tree_config
+
+    since = timezone.now() - timedelta(days=days)
+    per_state = list(MessageTree.objects.values("lang", "state").annotate(n=Count("id")).order_by("lang", "state"))
+    messages_per_day = dict(Message.objects.filter(created_at__gte=since).annotate(day=TruncDate("created_at"))
+                            .values_list("day").annotate(n=Count("id")).order_by("day"))
+    tasks_per_day = dict(Task.objects.filter(created_at__gte=since).annotate(day=TruncDate("created_at"))
+                         .values_list("day").annotate(n=Count("id")).order_by("day"))
+    today = timezone.now().date()
+    day_list = [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+    peak = max([*messages_per_day.values(), *tasks_per_day.values(), 1])
+    chart = [{"day": day, "messages": messages_per_day.get(day, 0), "tasks": tasks_per_day.get(day, 0),
+              "messages_pct": round(100 * messages_per_day.get(day, 0) / peak),
+              "tasks_pct": round(100 * tasks_per_day.get(day, 0) / peak)} for day in day_list]
+    active = Message.objects.filter(created_at__gte=timezone.now() - timedelta(days=7)).values("author_id") \
+        .distinct().count()
+    return {"per_state": per_state, "chart": chart, "active_contributors": active,
+            "settings": sorted(asdict(tree_config()).items())}

@@ -113,3 +113,9 @@ def test_password_reset_sends_a_link_that_sets_a_new_password(client, user):
 def test_pages_answer(client):
     for path in ["/", "/accounts/login/", "/accounts/signup/", "/accounts/password/reset/"]:
         assert client.get(path).status_code == 200, path
+
+
+@pytest.mark.django_db
+def test_account_pages_use_the_site_layout(client):
+    for path in ["/accounts/login/", "/accounts/signup/", "/accounts/password/reset/"]:
+        assert 'class="site-header"' in client.get(path).content.decode(), path

@@ -240,3 +240,18 @@ def test_moderators_cannot_grant_rights_in_the_user_admin(client, moderator):
     target.refresh_from_db()
     assert not target.is_superuser and not target.is_staff
 
+
+
+def test_trollboard_and_statistics_pages(client, moderator, conversation):
+    prompt, answer, _ = conversation
+    for user in (UserFactory(), UserFactory()):
+        services.emoji_set(user=user, message_id=answer.pk, emoji="red_flag", op="add")
+    client.force_login(moderator)
+    index = client.get("/admin/").content.decode()
+    assert "Trollboard" in index and "Statistics" in index
+    board = client.get("/admin/tasks/flaggedmessage/trollboard/?frame=total").content.decode()
+    assert "troll" in board and "<strong>6</strong>" in board
+    stats = client.get("/admin/tasks/flaggedmessage/statistics/").content.decode()
+    assert "growing" in stats and "goal_tree_size" in stats and "Active contributors" in stats
+    client.force_login(UserFactory(is_staff=True))
+    assert client.get("/admin/tasks/flaggedmessage/trollboard/").status_code == 403
