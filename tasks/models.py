@@ -107,6 +107,7 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["tree", "depth"], name="message_tree_depth_idx"),
             models.Index(fields=["author", "created_at"], name="message_author_created_idx"),
+            models.Index(fields=["-created_at"], name="message_created_idx"),
             models.Index(fields=["tree"], condition=Q(review_result__isnull=True, deleted=False),
                          name="message_undecided_idx"),
         ]
