@@ -408,7 +408,10 @@ def _labels_submit(*, user: User, task: Task, labels: object, text: object, repo
     if message.author_id == user.pk:
         raise Forbidden("You cannot review your own message.", code="own_message")
     tree = tree_locked(task.tree_id)
-    message.refresh_from_db(fields=["labels", "review_count", "review_result"])
+    message.refresh_from_db(fields=["labels", "review_count", "review_result", "deleted"])
+    review_state = TreeState.INITIAL_PROMPT_REVIEW if message.parent_id is None else TreeState.GROWING
+    if message.deleted or tree.state != review_state:  # deleted, halted or moved on since the task was handed out
+        raise Conflict("This message is no longer under review: skip the task.", code="review_closed")
     try:  # the unique constraint refuses a second review; the whole transaction is then rolled back
         review = Review.objects.create(message=message, user=user, task=task, mode=task.payload.get("mode", "simple"),
                                        labels=values, text=comment, report=report)
@@ -663,7 +666,18 @@ def _subtree_set_deleted(tree: MessageTree, message: Message, *, deleted: bool) 
         stack.extend(children.get(current, []))
     changed = Message.objects.filter(pk__in=ids).exclude(deleted=deleted).update(deleted=deleted)
     tree_counters_recompute(tree)
+    _tree_after_structure_change(tree)
     return changed
+
+
+def _tree_after_structure_change(tree: MessageTree) -> None:
+    """After messages were deleted, undeleted or rejected by moderation, a growing tree may have
+    reached its end and a ranking tree may have no parent left to rank: move them on."""
+    config = tree_config()
+    if tree.state == TreeState.GROWING:
+        _tree_check_growth(tree, config)
+    elif tree.state == TreeState.RANKING:
+        _tree_check_rankings(tree, config)
 
 
 def tree_counters_recompute(tree: MessageTree) -> None:
@@ -764,6 +778,7 @@ def message_undelete(*, actor: User, message_id, reason: str = "") -> int:
     ids = [message.pk, *_ancestors(messages, message)]
     changed = Message.objects.filter(pk__in=ids, deleted=True).update(deleted=False)
     tree_counters_recompute(tree)
+    _tree_after_structure_change(tree)
     moderation_record(actor=actor, action="message_undelete", target_type="message", target_id=message.pk,
                       reason=reason, before={"deleted": message.deleted}, after={"deleted": False, "changed": changed})
     return changed
@@ -780,6 +795,8 @@ def message_mark_spam(*, actor: User, message_id, reason: str = "") -> Message:
     tree_counters_recompute(tree)
     if message.parent_id is None and tree_manager.transition_allowed(tree.state, TreeState.ABORTED_LOW_GRADE):
         tree_transition(tree, TreeState.ABORTED_LOW_GRADE)
+    else:
+        _tree_after_structure_change(tree)
     moderation_record(actor=actor, action="message_mark_spam", target_type="message", target_id=message.pk,
                       reason=reason, before=before, after=_message_state(message))
     return message
