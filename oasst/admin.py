@@ -31,7 +31,7 @@ class UserAdmin(DjangoUserAdmin):
     readonly_fields = ("last_login", "date_joined", "last_activity_at", "tos_accepted_at",
                        "streak_days", "streak_last_day_at", "is_banned", "ban_reason")
     change_form_template = "admin/oasst/user/change_form.html"
-    actions = ["ban", "unban", "purge_messages"]
+    actions = ["ban", "unban", "purge_messages", "anonymise"]
     fieldsets = (
         (None, {"fields": ("username", "password")}),
         ("Profile", {"fields": ("display_name", "email", "preferred_language", "show_on_leaderboard")}),
@@ -97,6 +97,12 @@ class UserAdmin(DjangoUserAdmin):
                                lambda user, data: services.user_purge_messages(
                                    actor=request.user, user_id=user.pk, since=data["since"], until=data["until"],
                                    reason=data["reason"]))
+
+    @admin.action(description="Anonymise (delete the account)…", permissions=["moderate"])
+    def anonymise(self, request, queryset):
+        return self._with_form(request, queryset, ReasonForm, "Anonymise", "anonymise",
+                               lambda user, data: services.user_anonymise(actor=request.user, user_id=user.pk,
+                                                                          reason=data["reason"]))
 
 
 @admin.register(ModerationEvent)

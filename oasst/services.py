@@ -273,3 +273,22 @@ def user_purge_messages(*, actor: User, user_id, since=None, until=None, reason:
                       after={"deleted": deleted, "since": since.isoformat() if since else None,
                              "until": until.isoformat() if until else None})
     return deleted
+
+
+@transaction.atomic
+def user_anonymise(*, actor: User, user_id, reason: str = "") -> User:
+    """A moderator deletes an account the way its owner would (see account_delete), audited."""
+    from oasst.audit import moderation_record
+
+    _check_moderator(actor)
+    try:
+        target = User.objects.get(pk=user_id)
+    except (User.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such user.", code="user_not_found") from None
+    if target.pk == actor.pk:
+        raise Forbidden("Delete your own account from your profile.", code="cannot_anonymise_self")
+    before = {"username": target.username}
+    account_delete(user=target)
+    moderation_record(actor=actor, action="user_anonymise", target_type="user", target_id=target.pk, reason=reason,
+                      before=before, after={"username": target.username})
+    return target

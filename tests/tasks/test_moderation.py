@@ -255,3 +255,15 @@ def test_trollboard_and_statistics_pages(client, moderator, conversation):
     assert "growing" in stats and "goal_tree_size" in stats and "Active contributors" in stats
     client.force_login(UserFactory(is_staff=True))
     assert client.get("/admin/tasks/flaggedmessage/trollboard/").status_code == 403
+
+
+def test_a_moderator_anonymises_an_account_and_its_messages_remain(client, moderator, conversation):
+    _, answer, _ = conversation
+    troll = answer.author
+    client.force_login(moderator)
+    client.post("/admin/oasst/user/", {"action": "anonymise", "_selected_action": [troll.pk], "reason": "request",
+                                       "apply": "Anonymise"})
+    troll.refresh_from_db()
+    assert troll.username.startswith("deleted-") and not troll.is_active and troll.email == ""
+    assert Message.objects.filter(pk=answer.pk, author=troll).exists()
+    assert ModerationEvent.objects.get(action="user_anonymise").before == {"username": "troll"}

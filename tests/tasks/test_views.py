@@ -186,3 +186,29 @@ def test_language_picker_changes_the_task_language_for_the_session(client, contr
 def test_pages_need_a_login(client):
     for path in ("/dashboard/", "/dashboard/available/"):
         assert client.get(path).url.startswith("/accounts/login/")
+
+
+@pytest.mark.parametrize("task_type", ["assistant_reply", "label_initial_prompt", "rank_assistant_replies"])
+def test_task_page_query_count_is_fixed(client, contributor, growing_prompt, task_type, django_assert_num_queries,
+                                        django_capture_on_commit_callbacks):
+    if task_type == "label_initial_prompt":
+        write_prompt(UserFactory(), text="Another prompt to review?")
+    if task_type == "rank_assistant_replies":
+        with django_capture_on_commit_callbacks(execute=True):
+            reply(UserFactory(), "Answer one.")
+            reply(UserFactory(), "Answer two.")
+            review(UserFactory(), "label_assistant_reply")
+            review(UserFactory(), "label_assistant_reply")
+    task = new_task(client, task_type)
+    with django_assert_num_queries(3):  # session, user, the task
+        assert client.get(f"/tasks/{task.pk}/").status_code == 200
+
+
+def test_landing_page_query_count_is_fixed(client, growing_prompt, django_assert_num_queries):
+    from django.core.cache import cache
+
+    cache.clear()
+    with django_assert_num_queries(3):  # the three counts, then cached
+        client.get("/")
+    with django_assert_num_queries(0):
+        client.get("/")
