@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from oasst.audit import check_permission, moderation_record
 from oasst.errors import Conflict, Forbidden, NotFound, ServiceError
 from oasst.languages import LANGUAGES
 from oasst.models import User
@@ -207,21 +208,19 @@ def account_delete(*, user: User) -> User:
 # --- Moderation of users ------------------------------------------------------------------------
 
 
-def _check_moderator(actor: User) -> None:
-    if not (actor and actor.is_active and actor.is_staff and actor.has_perm("oasst.moderate_user")):
-        raise Forbidden("You are not allowed to do this.", code="not_moderator")
+def _moderated_user(actor: User, user_id) -> User:
+    """Check the moderator's permission, then lock the user they act on."""
+    check_permission(actor, "oasst.moderate_user")
+    try:
+        return user_locked(user_id)
+    except (User.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such user.", code="user_not_found") from None
 
 
 @transaction.atomic
 def user_ban(*, actor: User, user_id, reason: str = "") -> User:
     """Ban a user: from now on they get no tasks and cannot submit; their open tasks are released."""
-    from oasst.audit import moderation_record
-
-    _check_moderator(actor)
-    try:
-        target = user_locked(user_id)
-    except (User.DoesNotExist, ValueError, TypeError):
-        raise NotFound("No such user.", code="user_not_found") from None
+    target = _moderated_user(actor, user_id)
     if target.is_superuser or target.pk == actor.pk:
         raise Forbidden("Administrators and you yourself cannot be banned here.", code="cannot_ban")
     before = {"is_banned": target.is_banned, "ban_reason": target.ban_reason}
@@ -236,13 +235,7 @@ def user_ban(*, actor: User, user_id, reason: str = "") -> User:
 
 @transaction.atomic
 def user_unban(*, actor: User, user_id, reason: str = "") -> User:
-    from oasst.audit import moderation_record
-
-    _check_moderator(actor)
-    try:
-        target = user_locked(user_id)
-    except (User.DoesNotExist, ValueError, TypeError):
-        raise NotFound("No such user.", code="user_not_found") from None
+    target = _moderated_user(actor, user_id)
     before = {"is_banned": target.is_banned, "ban_reason": target.ban_reason}
     target.is_banned, target.ban_reason = False, ""
     target.save(update_fields=["is_banned", "ban_reason"])
@@ -254,10 +247,9 @@ def user_unban(*, actor: User, user_id, reason: str = "") -> User:
 def user_purge_messages(*, actor: User, user_id, since=None, until=None, reason: str = "") -> int:
     """Soft-delete a user's messages (each with its subtree) created within [since, until]; returns
     how many messages were deleted. Each message is deleted in its own short transaction."""
-    from oasst.audit import moderation_record
     from tasks.services import message_delete
 
-    _check_moderator(actor)
+    check_permission(actor, "oasst.moderate_user")
     if since and until and since > until:
         raise ServiceError("The start of the range is after its end.", code="invalid_range")
     messages = Message.objects.filter(author_id=user_id, deleted=False)
@@ -278,13 +270,7 @@ def user_purge_messages(*, actor: User, user_id, since=None, until=None, reason:
 @transaction.atomic
 def user_anonymise(*, actor: User, user_id, reason: str = "") -> User:
     """A moderator deletes an account the way its owner would (see account_delete), audited."""
-    from oasst.audit import moderation_record
-
-    _check_moderator(actor)
-    try:
-        target = User.objects.get(pk=user_id)
-    except (User.DoesNotExist, ValueError, TypeError):
-        raise NotFound("No such user.", code="user_not_found") from None
+    target = _moderated_user(actor, user_id)
     if target.pk == actor.pk:
         raise Forbidden("Delete your own account from your profile.", code="cannot_anonymise_self")
     before = {"username": target.username}

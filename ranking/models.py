@@ -3,6 +3,8 @@
 from django.conf import settings
 from django.db import models
 
+from ranking import scoring
+
 
 class Ranking(models.Model):
     parent = models.ForeignKey("tasks.Message", on_delete=models.CASCADE, related_name="rankings")
@@ -35,20 +37,8 @@ class RankingResult(models.Model):
         return f"consensus of {self.parent_id}"
 
 
-class EventKind(models.TextChoices):
-    PROMPT = "prompt"
-    ASSISTANT_REPLY = "assistant_reply"
-    PROMPTER_REPLY = "prompter_reply"
-    SIMPLE_LABEL = "simple_label"
-    FULL_LABEL = "full_label"
-    RANKING = "ranking"
-    GOOD_RANKING = "good_ranking"
-    ACCEPTED_PROMPT = "accepted_prompt"
-    ACCEPTED_ASSISTANT_REPLY = "accepted_assistant_reply"
-    ACCEPTED_PROMPTER_REPLY = "accepted_prompter_reply"
-    RANKED_1ST = "ranked_1st"
-    RANKED_2ND = "ranked_2nd"
-    RANKED_3RD = "ranked_3rd"
+# The kinds of contribution that earn points: defined once, with their weights, in ranking.scoring.
+EventKind = models.TextChoices("EventKind", [(kind.upper(), kind) for kind in scoring.KINDS])
 
 
 class ContributionEvent(models.Model):

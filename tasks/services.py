@@ -22,7 +22,7 @@ from django.db.models import Count, F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from oasst.audit import moderation_record
+from oasst.audit import check_permission, moderation_record
 from oasst.errors import Conflict, Forbidden, NotFound, RateLimited, ServiceError
 from oasst.languages import LANGUAGES
 from oasst.models import User
@@ -739,11 +739,6 @@ def tos_accept(*, user: User) -> User:
 
 
 # --- Moderation --------------------------------------------------------------------------------
-
-
-def check_permission(actor: User, permission: str) -> None:
-    if not (actor and actor.is_active and actor.is_staff and actor.has_perm(permission)):
-        raise Forbidden("You are not allowed to do this.", code="not_moderator")
 
 
 def _message_state(message: Message) -> dict:
