@@ -1,0 +1,57 @@
+"""manage.py export_trees OUT: stream trees or messages in the oasst format, with a manifest."""
+
+from datetime import datetime
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from tqdm import tqdm
+
+from tasks.export import FORMATS, ExportFilters, export_to_file
+from tasks.models import TreeState
+
+
+def _moment(value: str) -> datetime:
+    moment = parse_datetime(value)
+    if moment is None:
+        day = parse_date(value)
+        if day is None:
+            raise CommandError(f"Not a date or time: {value!r} (use ISO 8601, e.g. 2026-01-31).")
+        moment = datetime(day.year, day.month, day.day)
+    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+
+
+class Command(BaseCommand):
+    help = "Export conversation trees (or flat messages) as oasst JSON Lines; .gz compresses."
+
+    def add_arguments(self, parser):
+        parser.add_argument("out", help="output file (.jsonl or .jsonl.gz)")
+        parser.add_argument("--format", choices=FORMATS, default="trees")
+        parser.add_argument("--state", action="append", choices=TreeState.values,
+                            help="tree state(s) to export (repeatable; default ready_for_export)")
+        parser.add_argument("--lang", action="append", help="language(s) to export (repeatable)")
+        parser.add_argument("--since", help="trees created at or after (ISO 8601)")
+        parser.add_argument("--until", help="trees created before (ISO 8601)")
+        parser.add_argument("--user", type=int, help="only trees (or messages) written by this user id")
+        parser.add_argument("--include-deleted", action="store_true")
+        parser.add_argument("--include-spam", action="store_true")
+        parser.add_argument("--include-synthetic", action="store_true")
+        parser.add_argument("--anonymize", metavar="SEED", help="replace ids by seeded, stable hashes")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args, **options):
+        filters = ExportFilters(
+            states=tuple(options["state"] or (TreeState.READY_FOR_EXPORT,)),
+            langs=tuple(options["lang"] or ()),
+            since=_moment(options["since"]) if options["since"] else None,
+            until=_moment(options["until"]) if options["until"] else None,
+            user_id=options["user"],
+            include_deleted=options["include_deleted"],
+            include_spam=options["include_spam"],
+            include_synthetic=options["include_synthetic"],
+        )
+        with tqdm(unit="msg", disable=options["no_progress"], file=self.stderr._out) as bar:
+            result = export_to_file(path=options["out"], filters=filters, fmt=options["format"],
+                                    anonymize_seed=options["anonymize"], progress=bar.update)
+        self.stdout.write(f"Exported {result.trees} trees, {result.messages} messages to {result.path} "
+                          f"(manifest {result.manifest_path}).")
