@@ -6,6 +6,7 @@ Production: DEBUG=false, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL (PostgreSQL), R
 
 from pathlib import Path
 
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from oasst.env import Env, database_config, social_providers
@@ -125,6 +126,10 @@ CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The nightly export (tasks.nightly_export): where the files go, how many are kept.
+EXPORT_DIR = env.str("OASST_EXPORT_DIR", str(BASE_DIR / "exports"))
+EXPORT_KEEP = env.int("OASST_EXPORT_KEEP", 7, minimum=1)
+
 # Leaderboard rebuild intervals per time frame, in minutes.
 LEADERBOARD_REFRESH_MINUTES = {
     frame: env.int(f"OASST_LEADERBOARD_{frame.upper()}_MINUTES", default, minimum=1)
@@ -136,6 +141,7 @@ CELERY_BEAT_SCHEDULE = {
     "tasks-expire": {"task": "tasks.expire_tasks", "schedule": 300.0},
     "lottery-activate": {"task": "tasks.lottery_activate", "schedule": 300.0},
     "scoring-retry": {"task": "ranking.scoring_retry", "schedule": 600.0},
+    "nightly-export": {"task": "tasks.nightly_export", "schedule": crontab(hour=3, minute=30)},
     **{f"leaderboard-{frame}": {"task": "ranking.leaderboard_rebuild", "schedule": minutes * 60.0, "args": [frame]}
        for frame, minutes in LEADERBOARD_REFRESH_MINUTES.items()},
 }

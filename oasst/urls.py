@@ -31,6 +31,7 @@ api_v1 = [
     path("moderation/trees/<uuid:tree_id>/move/", tasks_api.ModerationTreeMoveView.as_view(),
          name="moderation-tree-move"),
     path("moderation/flags/", tasks_api.ModerationFlagsView.as_view(), name="moderation-flags"),
+    path("exports/", tasks_api.ExportView.as_view(), name="exports"),
     path("moderation/flags/<int:flag_id>/resolve/", tasks_api.ModerationFlagResolveView.as_view(),
          name="moderation-flag-resolve"),
 ]

@@ -189,7 +189,7 @@ class MessageTreeAdmin(admin.ModelAdmin):
     ordering = ("-updated_at",)
     readonly_fields = [field.name for field in MessageTree._meta.fields]
     change_form_template = "admin/tasks/messagetree/change_form.html"
-    actions = ["halt", "resume", "abort", "move_to_state"]
+    actions = ["halt", "resume", "abort", "move_to_state", "download_export"]
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -223,6 +223,22 @@ class MessageTreeAdmin(admin.ModelAdmin):
     def abort(self, request, queryset):
         _run(self, request, queryset, services.tree_move, "tree_id", state=TreeState.ABORTED_LOW_GRADE,
              reason="admin action")
+
+    def has_export_permission(self, request) -> bool:
+        return request.user.is_staff and (request.user.has_perm("tasks.export_trees")
+                                          or request.user.has_perm("tasks.moderate_tree"))
+
+    @admin.action(description="Download as oasst JSON Lines", permissions=["export"])
+    def download_export(self, request, queryset):
+        from django.http import StreamingHttpResponse
+
+        from tasks.export import ExportFilters, export_lines
+
+        filters = ExportFilters(states=(), tree_ids=tuple(queryset.values_list("pk", flat=True)),
+                                include_deleted=True, include_spam=True, include_synthetic=True)
+        response = StreamingHttpResponse(export_lines(filters=filters), content_type="application/jsonl")
+        response["Content-Disposition"] = 'attachment; filename="oasst-trees.jsonl"'
+        return response
 
     @admin.action(description="Move to a state…", permissions=["moderate"])
     def move_to_state(self, request, queryset):

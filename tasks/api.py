@@ -4,7 +4,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
@@ -352,3 +352,51 @@ class ModerationFlagResolveView(APIView):
         body.is_valid(raise_exception=True)
         flag = services.flag_resolve(actor=request.user, flag_id=flag_id, **body.validated_data)
         return Response({"message_id": flag.message_id})
+
+
+# --- Exports (staff and researchers) -----------------------------------------------------------
+
+
+class ExportQuerySerializer(serializers.Serializer):
+    # Not "format": DRF reserves that query parameter for choosing a renderer.
+    records = serializers.ChoiceField(choices=["trees", "messages"], default="trees",
+                                      help_text="One tree per line, or one message per line.")
+    state = serializers.MultipleChoiceField(choices=TreeState.values, required=False)
+    lang = serializers.MultipleChoiceField(choices=sorted(LANGUAGES), required=False)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    include_deleted = serializers.BooleanField(default=False)
+    include_spam = serializers.BooleanField(default=False)
+    include_synthetic = serializers.BooleanField(default=False)
+    anonymize = serializers.CharField(required=False, max_length=200,
+                                      help_text="A seed: ids are replaced by stable seeded hashes.")
+
+
+class ExportView(APIView):
+    @extend_schema(operation_id="exports_download", parameters=[ExportQuerySerializer],
+                   responses={(200, "application/jsonl"): OpenApiTypes.STR, **ERRORS},
+                   description="Staff and researchers: stream an export in the oasst format (JSON Lines). "
+                               "Defaults as `manage.py export_trees`: ready_for_export trees without deleted, "
+                               "spam or synthetic messages.")
+    def get(self, request):
+        from django.http import StreamingHttpResponse
+
+        from tasks.export import ExportFilters, export_lines
+
+        if not (request.user.is_staff or request.user.has_perm("tasks.export_trees")):
+            raise PermissionDenied("Exports are for staff and researchers.")
+        query = ExportQuerySerializer(data={**request.query_params.dict(),
+                                            "state": request.query_params.getlist("state"),
+                                            "lang": request.query_params.getlist("lang")})
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        filters = ExportFilters(
+            states=tuple(sorted(data.get("state") or ["ready_for_export"])), langs=tuple(sorted(data.get("lang", []))),
+            since=data.get("since"), until=data.get("until"), include_deleted=data["include_deleted"],
+            include_spam=data["include_spam"], include_synthetic=data["include_synthetic"],
+        )
+        response = StreamingHttpResponse(export_lines(filters=filters, fmt=data["records"],
+                                                      anonymize_seed=data.get("anonymize")),
+                                         content_type="application/jsonl; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="oasst-{data["records"]}.jsonl"'
+        return response

@@ -38,6 +38,7 @@ class ExportFilters:
     include_deleted: bool = False
     include_spam: bool = False
     include_synthetic: bool = False
+    tree_ids: tuple = ()
 
 
 @dataclass
@@ -103,7 +104,29 @@ def trees_for_export(filters: ExportFilters):
         trees = trees.filter(created_at__lt=filters.until)
     if filters.user_id is not None:
         trees = trees.filter(Exists(Message.objects.filter(tree=OuterRef("pk"), author_id=filters.user_id)))
+    if filters.tree_ids:
+        trees = trees.filter(pk__in=filters.tree_ids)
     return trees.order_by("created_at", "id")
+
+
+def export_lines(*, filters: ExportFilters, fmt: str = "trees", anonymize_seed: str | None = None) -> Iterator[str]:
+    """The export as JSON lines, for a streamed HTTP response."""
+    for record, _ in export_records(filters=filters, fmt=fmt, anonymize_seed=anonymize_seed):
+        yield json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def nightly_export(*, folder: str | Path, keep: int, now: datetime | None = None) -> ExportResult:
+    """The default export (ready_for_export trees) to a dated gzip file; older ones beyond `keep`
+    are removed with their manifests."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    now = now or timezone.now()
+    result = export_to_file(path=folder / f"oasst-trees-{now:%Y%m%d-%H%M%S}.jsonl.gz", filters=ExportFilters())
+    exports = sorted(folder.glob("oasst-trees-*.jsonl.gz"))
+    for old in exports[:-keep] if keep > 0 else []:
+        old.unlink()
+        manifest_path_for(old).unlink(missing_ok=True)
+    return result
 
 
 def _kept_messages(messages: list[MessageRow], filters: ExportFilters) -> list[MessageRow]:

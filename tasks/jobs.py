@@ -18,3 +18,12 @@ def lottery_activate_job() -> int:
     langs = (MessageTree.objects.filter(state=TreeState.PROMPT_LOTTERY_WAITING)
              .values_list("lang", flat=True).distinct())
     return sum(len(services.lottery_activate(lang=lang)) for lang in langs if lang in LANGUAGES)
+
+
+@shared_task(name="tasks.nightly_export")
+def nightly_export_job() -> str:
+    from django.conf import settings
+
+    from tasks.export import nightly_export
+
+    return nightly_export(folder=settings.EXPORT_DIR, keep=settings.EXPORT_KEEP).path

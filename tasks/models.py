@@ -62,7 +62,8 @@ class MessageTree(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        permissions = [("moderate_tree", "Can halt, resume and move trees")]
+        permissions = [("moderate_tree", "Can halt, resume and move trees"),
+                       ("export_trees", "Can download exports of the trees")]
         indexes = [
             models.Index(fields=["state", "lang"], name="tree_state_lang_idx"),
             models.Index(fields=["state", "updated_at"], name="tree_state_updated_idx"),
