@@ -113,3 +113,21 @@ def token_client(user) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
     return client
+
+
+@pytest.fixture
+def moderators_group(db):
+    """The moderators group as its data migration makes it. Transactional tests flush every table,
+    the migration's groups with them, so tests that need the group ask for this fixture."""
+    from importlib import import_module
+
+    from django.contrib.auth.models import Group, Permission
+
+    migration = import_module("oasst.migrations.0003_moderators_group")
+    group, _ = Group.objects.get_or_create(name="moderators")
+    for (app_label, model), actions in migration.MODERATOR_PERMISSIONS.items():
+        for action in actions:
+            group.permissions.add(Permission.objects.get(content_type__app_label=app_label,
+                                                        content_type__model=model,
+                                                        codename=migration.codename(action, model)))
+    return group

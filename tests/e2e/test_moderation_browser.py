@@ -2,7 +2,6 @@
 the admin, with the keyboard."""
 
 import pytest
-from django.contrib.auth.models import Group
 
 from oasst.models import ModerationEvent
 from tasks import services
@@ -13,10 +12,11 @@ from tests.tasks.builders import reply_to, review_of, write_prompt
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_moderator_processes_the_flagged_queue(live_server, page, screenshot, console_errors, tree_settings):
+def test_moderator_processes_the_flagged_queue(live_server, page, screenshot, console_errors, tree_settings,
+                                               moderators_group):
     tree_settings(num_reviews_initial_prompt=1, num_reviews_reply=1)
     moderator = UserFactory(username="mod", is_staff=True)
-    moderator.groups.add(Group.objects.get(name="moderators"))
+    moderator.groups.add(moderators_group)
     prompt = write_prompt(UserFactory(), text="Recommend a book.")
     review_of(UserFactory(), prompt)
     services.lottery_activate(lang="en")

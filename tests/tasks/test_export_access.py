@@ -5,7 +5,7 @@ import json
 from datetime import UTC
 
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 
 from tasks.export import nightly_export
 from tasks.models import TreeState
@@ -36,8 +36,10 @@ def lines(response) -> list[dict]:
 
 def test_researchers_and_staff_stream_exports_others_are_refused(finished_tree):
     prompt, answer = finished_tree
+    researchers, _ = Group.objects.get_or_create(name="researchers")  # made by a data migration
+    researchers.permissions.add(Permission.objects.get(codename="export_trees"))
     researcher = UserFactory()
-    researcher.groups.add(Group.objects.get(name="researchers"))
+    researcher.groups.add(researchers)
     response = token_client(researcher).get("/api/v1/exports/")
     assert response.status_code == 200 and response["Content-Type"].startswith("application/jsonl")
     trees = lines(response)
@@ -50,10 +52,10 @@ def test_researchers_and_staff_stream_exports_others_are_refused(finished_tree):
     assert token_client(researcher).get("/api/v1/exports/?state=bogus").status_code == 400
 
 
-def test_admin_action_downloads_the_selected_trees(client, finished_tree):
+def test_admin_action_downloads_the_selected_trees(client, finished_tree, moderators_group):
     prompt, _ = finished_tree
     moderator = UserFactory(is_staff=True)
-    moderator.groups.add(Group.objects.get(name="moderators"))
+    moderator.groups.add(moderators_group)
     client.force_login(moderator)
     response = client.post("/admin/tasks/messagetree/", {"action": "download_export",
                                                          "_selected_action": [str(prompt.tree_id)]})

@@ -1,7 +1,6 @@
 """Moderation in the admin: permissions per role, each action's effect, the audit log."""
 
 import pytest
-from django.contrib.auth.models import Group
 
 from oasst.models import ModerationEvent
 from tasks import services
@@ -13,9 +12,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def moderator():
+def moderator(moderators_group):
     user = UserFactory(username="mod", is_staff=True)
-    user.groups.add(Group.objects.get(name="moderators"))
+    user.groups.add(moderators_group)
     return user
 
 

