@@ -39,6 +39,8 @@ class ExportFilters:
     include_spam: bool = False
     include_synthetic: bool = False
     tree_ids: tuple = ()
+    labels: bool = False  # aggregated review labels on each message
+    events: bool = False  # who reacted with which emoji, and each ranking, on the message concerned
 
 
 @dataclass
@@ -168,8 +170,46 @@ def _anonymize_node(node: dict, anonymize: Callable[[str], str]) -> dict:
     for key in ("message_id", "parent_id", "user_id", "message_tree_id"):
         if node.get(key):
             node[key] = anonymize(node[key])
+    for events in node.get("events", {}).values():
+        for event in events:
+            if event.get("user_id"):
+                event["user_id"] = anonymize(event["user_id"])
+            if "ranked_message_ids" in event:
+                event["ranked_message_ids"] = [anonymize(i) for i in event["ranked_message_ids"]]
     for reply in node.get("replies", ()):
         _anonymize_node(reply, anonymize)
+    return node
+
+
+def _events_by_message(message_ids: list) -> dict:
+    """Events in the Open-Assistant export's shape: {"emoji": [...], "ranking": [...]} per message."""
+    from ranking.models import Ranking
+    from tasks.models import EmojiReaction
+
+    events: dict = {}
+    for message_id, user_id, emoji in (EmojiReaction.objects.filter(message_id__in=message_ids)
+                                       .order_by("created_at").values_list("message_id", "user_id", "emoji")):
+        events.setdefault(message_id, {}).setdefault("emoji", []).append(
+            {"type": "emoji", "user_id": str(user_id), "emoji": emoji})
+    for parent_id, user_id, order, not_rankable in (Ranking.objects.filter(parent_id__in=message_ids)
+                                                    .order_by("created_at")
+                                                    .values_list("parent_id", "user_id", "ranking", "not_rankable")):
+        events.setdefault(parent_id, {}).setdefault("ranking", []).append(
+            {"type": "ranking", "user_id": str(user_id) if user_id else None, "ranked_message_ids": list(order),
+             "not_rankable": not_rankable})
+    return events
+
+
+def _decorate(node: dict, filters: ExportFilters, events: dict) -> dict:
+    """Drop or add the optional parts of a node (and its replies) as the export asks."""
+    if not filters.labels:
+        node.pop("labels", None)
+    if filters.events:
+        found = events.get(uuid.UUID(node["message_id"]))
+        if found:
+            node["events"] = found
+    for reply in node.get("replies", ()):
+        _decorate(reply, filters, events)
     return node
 
 
@@ -182,8 +222,10 @@ def export_records(*, filters: ExportFilters, fmt: str = "trees", anonymize_seed
     trees = trees_for_export(filters).iterator(chunk_size=chunk_size)
     for tree_chunk in _chunks(trees, chunk_size):
         by_tree: dict = {tree.pk: [] for tree in tree_chunk}
-        for message in _message_rows(list(by_tree)):
+        rows = _message_rows(list(by_tree))
+        for message in rows:
             by_tree[message.tree_id].append(message)
+        events = _events_by_message([m.pk for m in rows]) if filters.events else {}
         for tree in tree_chunk:
             kept = _kept_messages(by_tree[tree.pk], filters)
             if not kept:
@@ -192,6 +234,7 @@ def export_records(*, filters: ExportFilters, fmt: str = "trees", anonymize_seed
                 record = tree_node(tree, kept)
                 if record is None:
                     continue
+                _decorate(record["prompt"], filters, events)
                 if anonymize:
                     record["message_tree_id"] = anonymize(record["message_tree_id"])
                     _anonymize_node(record["prompt"], anonymize)
@@ -200,7 +243,7 @@ def export_records(*, filters: ExportFilters, fmt: str = "trees", anonymize_seed
                 for message in kept:
                     if filters.user_id is not None and message.author_id != filters.user_id:
                         continue
-                    node = message_node(message, tree=tree, flat=True)
+                    node = _decorate(message_node(message, tree=tree, flat=True), filters, events)
                     yield (_anonymize_node(node, anonymize) if anonymize else node), 1
 
 

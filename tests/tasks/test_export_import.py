@@ -350,7 +350,7 @@ def test_export_of_a_tree_grown_through_the_services(tmp_path, small_trees):
     state = MessageTree.objects.get(pk=prompt.tree_id).state
 
     [tree] = export(tmp_path, "--state", state)
-    [with_spam] = export(tmp_path, "--state", state, "--include-spam")
+    [with_spam] = export(tmp_path, "--state", state, "--include-spam", "--labels")
 
     assert tree["message_tree_id"] == str(prompt.tree_id) and tree["tree_state"] == state
     node = tree["prompt"]
@@ -361,6 +361,34 @@ def test_export_of_a_tree_grown_through_the_services(tmp_path, small_trees):
     assert str(spam.pk) in {reply["message_id"] for reply in with_spam["prompt"]["replies"]}
     api = token_client(prompter).get(f"/api/v1/messages/{prompt.pk}/tree/")
     assert api.status_code == 200 and json.loads(json.dumps(api.json())) == with_spam  # one node format for both
+    assert "labels" in with_spam["prompt"] and "labels" not in node  # labels only with --labels
+
+
+def test_events_carry_reactions_and_rankings_and_are_anonymised(tmp_path, small_trees):
+    from ranking.models import Ranking
+
+    asker, ann, ben, voter = (UserFactory() for _ in range(4))
+    prompt = builders.write_prompt(asker, text="Name a planet.")
+    builders.review_of(UserFactory(), prompt)
+    services.lottery_activate(lang="en")
+    first = builders.reply_to(ann, prompt, "Mars.")
+    second = builders.reply_to(ben, prompt, "Venus.")
+    services.emoji_set(user=voter, message_id=first.pk, emoji="+1", op="add")
+    Ranking.objects.create(parent=prompt, user=voter, ranking=[str(second.pk), str(first.pk)])
+    state = MessageTree.objects.get(pk=prompt.tree_id).state
+
+    [plain] = export(tmp_path, "--state", state)
+    [tree] = export(tmp_path, "--state", state, "--events")
+    assert "events" not in json.dumps(plain)
+    assert tree["prompt"]["events"]["ranking"] == [{"type": "ranking", "user_id": str(voter.pk),
+                                                    "ranked_message_ids": [str(second.pk), str(first.pk)],
+                                                    "not_rankable": False}]
+    mars = next(r for r in tree["prompt"]["replies"] if r["text"] == "Mars.")
+    assert mars["events"]["emoji"] == [{"type": "emoji", "user_id": str(voter.pk), "emoji": "+1"}]
+    [hidden] = export(tmp_path, "--state", state, "--events", "--anonymize", "s")
+    text = json.dumps(hidden)
+    assert str(voter.pk) not in [e["user_id"] for e in hidden["prompt"]["events"]["ranking"]]
+    assert str(second.pk) not in text and str(first.pk) not in text
 
 
 @needs_data

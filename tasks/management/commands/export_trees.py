@@ -36,6 +36,9 @@ class Command(BaseCommand):
         parser.add_argument("--include-deleted", action="store_true")
         parser.add_argument("--include-spam", action="store_true")
         parser.add_argument("--include-synthetic", action="store_true")
+        parser.add_argument("--labels", action="store_true", help="include the aggregated review labels")
+        parser.add_argument("--events", action="store_true",
+                            help="include events: emoji reactions and rankings, on the message concerned")
         parser.add_argument("--anonymize", metavar="SEED", help="replace ids by seeded, stable hashes")
         parser.add_argument("--no-progress", action="store_true")
 
@@ -49,6 +52,8 @@ class Command(BaseCommand):
             include_deleted=options["include_deleted"],
             include_spam=options["include_spam"],
             include_synthetic=options["include_synthetic"],
+            labels=options["labels"],
+            events=options["events"],
         )
         with tqdm(unit="msg", disable=options["no_progress"], file=self.stderr._out) as bar:
             result = export_to_file(path=options["out"], filters=filters, fmt=options["format"],
