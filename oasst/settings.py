@@ -124,6 +124,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEO
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Training jobs run for hours: their own queue (`celery worker -Q training`) keeps web jobs from starving.
+CELERY_TASK_ROUTES = {"training.*": {"queue": "training"}}
+# A running training run silent for this long is failed by training.fail_stale_runs (its worker died).
+TRAINING_STALE_MINUTES = env.int("OASST_TRAINING_STALE_MINUTES", 30, minimum=1)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # The nightly export (tasks.nightly_export): where the files go, how many are kept.
@@ -142,6 +146,7 @@ CELERY_BEAT_SCHEDULE = {
     "lottery-activate": {"task": "tasks.lottery_activate", "schedule": 300.0},
     "scoring-retry": {"task": "ranking.scoring_retry", "schedule": 600.0},
     "nightly-export": {"task": "tasks.nightly_export", "schedule": crontab(hour=3, minute=30)},
+    "training-fail-stale-runs": {"task": "training.fail_stale_runs", "schedule": 600.0},
     **{f"leaderboard-{frame}": {"task": "ranking.leaderboard_rebuild", "schedule": minutes * 60.0, "args": [frame]}
        for frame, minutes in LEADERBOARD_REFRESH_MINUTES.items()},
 }

@@ -75,7 +75,7 @@ class MessageForm(forms.ModelForm):
 class MessageAdmin(admin.ModelAdmin):
     form = MessageForm
     list_display = ("excerpt", "author", "role", "lang", "tree_state", "review_state", "red_flags", "emoji_summary",
-                    "deleted", "created_at")
+                    "reward_score", "deleted", "created_at")
     list_select_related = ("author", "tree")
     list_filter = ("lang", "role", "tree__state", "review_result", "deleted", "synthetic", FlaggedFilter,
                    "created_at")

@@ -102,6 +102,7 @@ class Message(models.Model):
     labels = models.JSONField(default=dict, blank=True, help_text="name -> {value, count}, averaged over reviews.")
     red_flags = models.PositiveIntegerField(default=0)
     edited = models.BooleanField(default=False)
+    reward_score = models.FloatField(null=True, blank=True, help_text="Reward model score; low is a signal.")
 
     class Meta:
         permissions = [("moderate_message", "Can delete, undelete, edit and flag messages")]

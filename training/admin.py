@@ -1,18 +1,73 @@
-"""Training runs in the admin: read-only records with their metrics and plots."""
+"""Training runs in the admin: read-only records with their metrics and plots, and a form that launches one."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
-from django.contrib import admin
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from training.data import file_sha256
 from training.models import TrainingRun
+from training.reward import BaseModelMissing, RewardTrainingConfig, default_base_model
+from training.services import reward_model_run_launch
 
 PLOTS = ("training_curve.png", "accuracy.png")
+MODELS_FOLDER = "reward_models"  # under EXPORT_DIR; the nightly export only prunes its own files
+
+
+def export_files() -> list[Path]:
+    folder = Path(settings.EXPORT_DIR)
+    return sorted(path for path in folder.glob("*.jsonl*") if path.is_file()) if folder.is_dir() else []
+
+
+class RewardModelLaunchForm(forms.Form):
+    data_file = forms.ChoiceField(label="export file")
+    base_model = forms.CharField(required=False, help_text="local model folder; blank: the MiniLM backbone")
+    epochs = forms.FloatField(initial=RewardTrainingConfig.epochs)
+    lr = forms.FloatField(initial=RewardTrainingConfig.lr, label="learning rate")
+    batch_size = forms.IntegerField(initial=RewardTrainingConfig.batch_size, min_value=1)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["data_file"].choices = [(path.name, path.name) for path in export_files()]
+
+    def clean_epochs(self) -> float:
+        if self.cleaned_data["epochs"] <= 0:
+            raise forms.ValidationError("must be positive")
+        return self.cleaned_data["epochs"]
+
+    def clean_lr(self) -> float:
+        if self.cleaned_data["lr"] <= 0:
+            raise forms.ValidationError("must be positive")
+        return self.cleaned_data["lr"]
+
+    def clean_base_model(self) -> str:
+        if self.cleaned_data["base_model"]:
+            return self.cleaned_data["base_model"]
+        try:
+            return default_base_model()
+        except BaseModelMissing as error:
+            raise forms.ValidationError(str(error)) from error
+
+    def config(self) -> RewardTrainingConfig:
+        data = self.cleaned_data
+        return RewardTrainingConfig(
+            data=str(Path(settings.EXPORT_DIR) / data["data_file"]),
+            output="",
+            base_model=data["base_model"],
+            epochs=data["epochs"],
+            lr=data["lr"],
+            batch_size=data["batch_size"],
+        )
 
 
 @admin.register(TrainingRun)
@@ -43,7 +98,33 @@ class TrainingRunAdmin(admin.ModelAdmin):
     exclude = ("metrics",)
 
     def has_add_permission(self, request) -> bool:
-        return False
+        return request.user.is_superuser or request.user.has_perm("training.launch_run")
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """Adding a run means launching one: pick an export file and the hyperparameters."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = RewardModelLaunchForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            config = form.config()
+            run = reward_model_run_launch(
+                data_file=config.data,
+                data_sha256=file_sha256(config.data),
+                parameters={key: value for key, value in asdict(config).items() if key not in ("data", "output")},
+                output_root=str(Path(settings.EXPORT_DIR) / MODELS_FOLDER),
+                launched_by=request.user,
+            )
+            messages.success(request, f"{run} queued on the training queue")
+            return redirect("admin:training_trainingrun_change", run.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Launch a reward-model run",
+            "form": form,
+            "export_dir": settings.EXPORT_DIR,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/training/trainingrun/launch.html", context)
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

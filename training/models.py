@@ -34,9 +34,13 @@ class TrainingRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life from the worker; a silent running run is failed."
+    )
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("launch_run", "Can launch training runs from the admin")]
         constraints = [
             models.CheckConstraint(condition=models.Q(progress__lte=100), name="training_run_progress_at_most_100"),
         ]

@@ -1,8 +1,12 @@
-"""The only writers of training runs: start, report progress, finish or fail."""
+"""The only writers of training runs: queue, claim or start, report progress, finish or fail."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
+
 from django.db import transaction
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from training.models import TrainingRun
@@ -23,12 +27,36 @@ def training_run_start(
         output_dir=output_dir,
         launched_by=launched_by,
         started_at=timezone.now(),
+        heartbeat_at=timezone.now(),
     )
+
+
+@transaction.atomic
+def training_run_queue(
+    *, kind: str, parameters: dict, data_file: str, data_sha256: str, output_root: str, launched_by=None
+) -> TrainingRun:
+    """A queued run whose output folder is named after it, under output_root."""
+    run = TrainingRun.objects.create(
+        kind=kind, parameters=parameters, data_file=data_file, data_sha256=data_sha256, output_dir="",
+        launched_by=launched_by,
+    )
+    run.output_dir = str(Path(output_root) / f"{kind}-run-{run.pk}")
+    run.save(update_fields=["output_dir"])
+    return run
+
+
+def training_run_claim(*, run_id: int) -> TrainingRun | None:
+    """Queued -> running in one conditional UPDATE; None when the run is gone or someone else claimed it."""
+    now = timezone.now()
+    claimed = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
+        status=TrainingRun.Status.RUNNING, started_at=now, heartbeat_at=now
+    )
+    return TrainingRun.objects.get(pk=run_id) if claimed else None
 
 
 def training_run_progress(*, run: TrainingRun, progress: int, log_line: str = "") -> None:
     """Progress 0-100 and the last lines of the log; one UPDATE, only while the run is running."""
-    update = {"progress": max(0, min(100, progress))}
+    update = {"progress": max(0, min(100, progress)), "heartbeat_at": timezone.now()}
     if log_line:
         update["log_tail"] = (run.log_tail + log_line + "\n")[-LOG_TAIL_CHARS:]
         run.log_tail = update["log_tail"]
@@ -47,9 +75,56 @@ def training_run_succeed(*, run: TrainingRun, metrics: dict, code_version: str |
 
 
 @transaction.atomic
-def training_run_fail(*, run: TrainingRun, error: str) -> TrainingRun:
+def training_run_fail(*, run: TrainingRun, error: str, log: str = "") -> TrainingRun:
     run.status = TrainingRun.Status.FAILED
     run.error = error
     run.finished_at = timezone.now()
-    run.save(update_fields=["status", "error", "finished_at"])
+    if log:
+        run.log_tail = (run.log_tail + log)[-LOG_TAIL_CHARS:]
+    run.save(update_fields=["status", "error", "finished_at", "log_tail"])
     return run
+
+
+def training_runs_fail_stale(*, silent_for: timedelta) -> int:
+    """Running runs whose worker gave no sign of life for silent_for end failed (a dead worker never finishes)."""
+    cutoff = timezone.now() - silent_for
+    minutes = int(silent_for.total_seconds() // 60)
+    return (
+        TrainingRun.objects.alias(last_seen=Coalesce("heartbeat_at", "started_at", "created_at"))
+        .filter(last_seen__lt=cutoff, status=TrainingRun.Status.RUNNING)
+        .update(
+            status=TrainingRun.Status.FAILED,
+            finished_at=timezone.now(),
+            error=f"no sign of life from the worker for over {minutes} minutes; the worker probably died",
+        )
+    )
+
+
+@transaction.atomic
+def reward_model_run_launch(
+    *, data_file: str, data_sha256: str, parameters: dict, output_root: str, launched_by=None
+) -> TrainingRun:
+    """A queued reward-model run, handed to the training queue once the row is committed."""
+    from training.jobs import train_reward_model_job
+
+    run = training_run_queue(
+        kind=TrainingRun.Kind.REWARD_MODEL,
+        parameters=parameters,
+        data_file=data_file,
+        data_sha256=data_sha256,
+        output_root=output_root,
+        launched_by=launched_by,
+    )
+    transaction.on_commit(lambda: train_reward_model_job.delay(run.pk))
+    return run
+
+
+@transaction.atomic
+def messages_reward_score_store(*, scores: dict) -> int:
+    """Reward-model scores by message id, written in batches; returns how many messages were updated."""
+    from tasks.models import Message
+
+    messages = list(Message.objects.filter(pk__in=scores).only("pk"))
+    for message in messages:
+        message.reward_score = scores[message.pk]
+    return Message.objects.bulk_update(messages, ["reward_score"], batch_size=500)

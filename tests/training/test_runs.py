@@ -1,0 +1,240 @@
+"""Training runs launched from the admin and run as Celery jobs, the stale-run check, and score_messages."""
+
+import json
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from tasks.models import Message, MessageTree, Role, TreeState
+from tests.factories import AdminFactory, UserFactory
+from tests.training.test_reward import MARKER, _write_synthetic_export, tiny_bert  # noqa: F401 (fixture)
+from training import services
+from training.jobs import stale_runs_fail_job, train_reward_model_job
+from training.models import TrainingRun
+
+TINY_PARAMETERS = {"epochs": 8, "lr": 2e-3, "batch_size": 16, "max_length": 64, "eval_fraction": 0.25, "seed": 0}
+
+
+def queue_run(data, output_root, base_model) -> TrainingRun:
+    return services.training_run_queue(
+        kind=TrainingRun.Kind.REWARD_MODEL,
+        parameters={**TINY_PARAMETERS, "base_model": str(base_model)},
+        data_file=str(data),
+        data_sha256="0" * 64,
+        output_root=str(output_root),
+    )
+
+
+@pytest.fixture(scope="module")
+def job_run(tiny_bert, tmp_path_factory, django_db_setup, django_db_blocker):  # noqa: F811
+    folder = tmp_path_factory.mktemp("job")
+    data = folder / "export.jsonl"
+    _write_synthetic_export(data, trees=60, seed=1)
+    with django_db_blocker.unblock():
+        run = queue_run(data, folder / "models", tiny_bert)
+        status = train_reward_model_job.delay(run.pk).get()
+        run.refresh_from_db()
+    yield run, status
+    with django_db_blocker.unblock():
+        run.delete()
+
+
+def test_the_job_trains_a_queued_run_to_succeeded_with_metrics_and_outputs(job_run):
+    run, status = job_run
+    assert status == run.status == TrainingRun.Status.SUCCEEDED
+    assert run.progress == 100 and run.error == ""
+    assert run.started_at <= run.heartbeat_at <= run.finished_at
+    assert "step" in run.log_tail
+    assert run.metrics["eval"]["pairs"] == 45 and run.metrics["eval"]["accuracy"] >= 0.6
+    assert run.output_dir.endswith(f"reward_model-run-{run.pk}")
+    for name in ("model.safetensors", "metrics.json", "README.md", "accuracy.png"):
+        assert (Path(run.output_dir) / name).is_file(), name
+
+
+@pytest.mark.django_db
+def test_the_job_leaves_a_run_that_is_not_queued_alone(tmp_path, tiny_bert):  # noqa: F811
+    run = queue_run(tmp_path / "none.jsonl", tmp_path, tiny_bert)
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.CANCELLED)
+    assert train_reward_model_job.delay(run.pk).get() == "not queued"
+    assert TrainingRun.objects.get(pk=run.pk).status == TrainingRun.Status.CANCELLED
+
+
+@pytest.mark.django_db
+def test_a_bad_data_file_ends_the_run_failed_with_the_error_and_traceback(tmp_path, tiny_bert):  # noqa: F811
+    data = tmp_path / "broken.jsonl"
+    data.write_text("this is not json\n")
+    run = queue_run(data, tmp_path / "models", tiny_bert)
+    assert train_reward_model_job.delay(run.pk).get() == TrainingRun.Status.FAILED
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED and run.finished_at is not None
+    assert run.error.endswith("broken.jsonl:1: not a JSON object (Expecting value)")
+    assert "Traceback" in run.log_tail
+
+
+@pytest.mark.django_db
+def test_a_crash_in_training_ends_the_run_failed_with_the_exception(tmp_path, tiny_bert, monkeypatch):  # noqa: F811
+    def crash(config, progress=None):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr("training.jobs.train_reward_model", crash)
+    run = queue_run(tmp_path / "export.jsonl", tmp_path, tiny_bert)
+    train_reward_model_job.delay(run.pk).get()
+    run.refresh_from_db()
+    assert (run.status, run.error) == (TrainingRun.Status.FAILED, "RuntimeError: out of memory")
+
+
+def test_training_jobs_are_routed_to_the_training_queue():
+    from oasst.celery import app
+
+    assert app.amqp.router.route({}, "training.train_reward_model")["queue"].name == "training"
+    assert app.amqp.router.route({}, "tasks.expire_tasks")["queue"].name == "default"
+
+
+@pytest.mark.django_db
+def test_stale_job_fails_only_running_runs_silent_for_longer_than_the_setting(settings):
+    settings.TRAINING_STALE_MINUTES = 30
+    now = timezone.now()
+
+    def run(status, heartbeat_minutes_ago):
+        return TrainingRun.objects.create(
+            kind=TrainingRun.Kind.REWARD_MODEL,
+            status=status,
+            data_file="x.jsonl",
+            output_dir="/tmp/x",
+            started_at=now - timedelta(hours=2),
+            heartbeat_at=now - timedelta(minutes=heartbeat_minutes_ago),
+        )
+
+    silent = run(TrainingRun.Status.RUNNING, 31)
+    alive = run(TrainingRun.Status.RUNNING, 5)
+    queued = run(TrainingRun.Status.QUEUED, 120)
+    assert stale_runs_fail_job.delay().get() == 1
+    silent.refresh_from_db()
+    assert silent.status == TrainingRun.Status.FAILED and "30 minutes" in silent.error
+    assert silent.finished_at is not None
+    assert TrainingRun.objects.get(pk=alive.pk).status == TrainingRun.Status.RUNNING
+    assert TrainingRun.objects.get(pk=queued.pk).status == TrainingRun.Status.QUEUED
+
+
+@pytest.fixture
+def export_dir(settings, tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    _write_synthetic_export(folder / "oasst-trees-2026-11-25.jsonl", trees=4, seed=3)
+    (folder / "notes.txt").write_text("not an export")
+    settings.EXPORT_DIR = str(folder)
+    return folder
+
+
+LAUNCH = "/admin/training/trainingrun/add/"
+
+
+@pytest.mark.django_db
+def test_a_staff_user_without_the_launch_permission_is_refused(client, export_dir):
+    client.force_login(UserFactory(is_staff=True))
+    assert client.get(LAUNCH).status_code == 403
+    assert client.post(LAUNCH, {"data_file": "oasst-trees-2026-11-25.jsonl"}).status_code == 403
+    assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_staff_user_with_the_launch_permission_sees_the_export_files(client, export_dir):
+    staff = UserFactory(is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="launch_run", content_type__app_label="training"))
+    client.force_login(staff)
+    page = client.get(LAUNCH)
+    assert page.status_code == 200
+    assert "oasst-trees-2026-11-25.jsonl" in page.content.decode() and "notes.txt" not in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_superuser_launches_a_queued_run_enqueued_after_commit(
+    client, export_dir, tiny_bert, monkeypatch, django_capture_on_commit_callbacks  # noqa: F811
+):
+    enqueued = []
+    monkeypatch.setattr(train_reward_model_job, "delay", enqueued.append)
+    admin = AdminFactory()
+    client.force_login(admin)
+    form = {"data_file": "oasst-trees-2026-11-25.jsonl", "base_model": str(tiny_bert), "epochs": "2", "lr": "0.001",
+            "batch_size": "4"}
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = client.post(LAUNCH, form)
+    run = TrainingRun.objects.get()
+    assert response.status_code == 302 and response["Location"].endswith(f"/{run.pk}/change/")
+    assert len(callbacks) == 1 and enqueued == [run.pk]
+    assert (run.status, run.kind, run.launched_by) == (TrainingRun.Status.QUEUED, TrainingRun.Kind.REWARD_MODEL, admin)
+    assert run.data_file == str(export_dir / "oasst-trees-2026-11-25.jsonl") and len(run.data_sha256) == 64
+    assert run.parameters["epochs"] == 2 and run.parameters["lr"] == 0.001 and run.parameters["batch_size"] == 4
+    assert run.parameters["base_model"] == str(tiny_bert)
+    assert run.output_dir.startswith(str(export_dir))
+
+
+@pytest.mark.django_db
+def test_a_file_outside_the_export_folder_or_a_bad_rate_is_refused(admin_client, export_dir, tiny_bert):  # noqa: F811
+    response = admin_client.post(LAUNCH, {"data_file": "../../etc/passwd", "base_model": str(tiny_bert),
+                                          "epochs": "1", "lr": "0", "batch_size": "4"})
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert "data_file" in errors and "lr" in errors
+    assert not TrainingRun.objects.exists()
+
+
+def build_tree(state: str) -> dict:
+    tree = MessageTree.objects.create(state=state, lang="en", goal_tree_size=12, max_depth=3, max_children_count=3)
+
+    def message(parent, role, text, **extra):
+        return Message.objects.create(tree=tree, parent=parent, role=role, text=text, lang="en",
+                                      depth=0 if parent is None else parent.depth + 1, **extra)
+
+    prompt = message(None, Role.PROMPTER, "the quick dog and the river")
+    return {
+        "tree": tree,
+        "prompt": prompt,
+        "better": message(prompt, Role.ASSISTANT, f"a warm stone {MARKER} near the house"),
+        "worse": message(prompt, Role.ASSISTANT, "a warm stone near the house"),
+        "deleted": message(prompt, Role.ASSISTANT, "gone", deleted=True),
+    }
+
+
+def score(**messages) -> dict:
+    return {name: Message.objects.get(pk=message.pk).reward_score for name, message in messages.items()}
+
+
+@pytest.mark.django_db
+def test_score_messages_stores_a_score_on_each_live_reply_of_the_tree(job_run):
+    run, _ = job_run
+    chosen, other = build_tree(TreeState.READY_FOR_EXPORT), build_tree(TreeState.READY_FOR_EXPORT)
+    stdout = StringIO()
+    call_command("score_messages", reward_model=run.output_dir, tree=str(chosen["tree"].pk), stdout=stdout)
+    scores = score(**{name: chosen[name] for name in ("prompt", "better", "worse", "deleted")})
+    assert scores["prompt"] is None and scores["deleted"] is None
+    assert scores["better"] > scores["worse"]
+    assert score(better=other["better"]) == {"better": None}
+    assert "scored 2 replies" in stdout.getvalue()
+
+
+@pytest.mark.django_db
+def test_score_messages_by_state_scores_only_trees_in_that_state(job_run):
+    run, _ = job_run
+    ready, growing = build_tree(TreeState.READY_FOR_EXPORT), build_tree(TreeState.GROWING)
+    call_command("score_messages", reward_model=run.output_dir, state=TreeState.GROWING, stdout=StringIO())
+    assert score(better=ready["better"]) == {"better": None}
+    assert score(better=growing["better"])["better"] is not None
+
+
+def test_score_messages_refuses_a_folder_without_a_reward_model(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({}))
+    with pytest.raises(CommandError, match="no reward model"):
+        call_command("score_messages", reward_model=str(tmp_path))
+
+
+@pytest.mark.django_db
+def test_score_messages_refuses_an_unknown_tree(job_run):
+    run, _ = job_run
+    with pytest.raises(CommandError, match="tree"):
+        call_command("score_messages", reward_model=run.output_dir, tree="not-a-uuid")
