@@ -76,8 +76,8 @@ class UserAdmin(DjangoUserAdmin):
             if done:
                 self.message_user(request, f"{title}: {done} done.", messages.SUCCESS)
             return None
-        return TemplateResponse(request, "admin/oasst/user/action_form.html", {
-            **self.admin_site.each_context(request), "title": title, "form": form, "users": queryset,
+        return TemplateResponse(request, "admin/action_form.html", {
+            **self.admin_site.each_context(request), "title": title, "form": form, "objects": queryset,
             "action": action, "opts": self.model._meta, "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
         })
 

@@ -250,8 +250,11 @@ class MessageTreeAdmin(admin.ModelAdmin):
                 return None
         else:
             form = MoveTreeForm()
-        return TemplateResponse(request, "admin/tasks/messagetree/move.html", {
-            **self.admin_site.each_context(request), "form": form, "trees": queryset,
+        return TemplateResponse(request, "admin/action_form.html", {
+            **self.admin_site.each_context(request), "form": form, "objects": queryset, "title": "Move",
+            "action": "move_to_state",
+            "help": "Only moves along the tree's arrows are made (halt, resume, abort, or the next state); "
+                    "others are refused and listed.",
             "opts": self.model._meta, "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
         })
 

@@ -32,7 +32,7 @@ def test_admin_bans_a_user_with_a_reason_and_the_ban_is_audited(client, admin_us
     target = UserFactory(username="troll")
     client.force_login(admin_user)
     form = client.post("/admin/oasst/user/", {"action": "ban", "_selected_action": [target.pk]})
-    assert "Ban: 1 user" in form.content.decode()
+    assert "Ban: 1 selected" in form.content.decode()
     client.post("/admin/oasst/user/", {"action": "ban", "_selected_action": [target.pk], "reason": "spam links",
                                        "apply": "Ban"})
     target.refresh_from_db()

@@ -103,7 +103,7 @@ def test_halt_resume_abort_and_move_trees(client, moderator, conversation):
     tree.refresh_from_db()
     assert tree.state == TreeState.GROWING
     form = act(client, "messagetree", "move_to_state", [prompt.tree_id])
-    assert "Move 1 tree" in form.content.decode()
+    assert "Move: 1 selected" in form.content.decode()
     act(client, "messagetree", "move_to_state", [prompt.tree_id], state="ready_for_export", reason="test",
         apply="Move")
     tree.refresh_from_db()
