@@ -114,13 +114,19 @@ def test_rejected_reply_frees_its_slot_and_gets_no_children(people, growing_prom
     assert again.item_id == growing_prompt.pk
 
 
-def test_scoring_failure_moves_the_tree_to_scoring_failed_and_the_retry_job_scores_it(
-        people, growing_prompt, django_capture_on_commit_callbacks):
+@pytest.fixture
+def two_accepted_replies(people, growing_prompt, django_capture_on_commit_callbacks):
+    """The prompt with two accepted replies: with the small settings, its tree is being ranked."""
     with django_capture_on_commit_callbacks(execute=True):
         reply(people[2], "Answer one.")
         reply(people[3], "Answer two.")
         review(people[4], "label_assistant_reply")
         review(people[4], "label_assistant_reply")
+    return growing_prompt
+
+
+def test_scoring_failure_moves_the_tree_to_scoring_failed_and_the_retry_job_scores_it(
+        people, growing_prompt, two_accepted_replies, django_capture_on_commit_callbacks):
     task = services.task_request(user=people[5], task_type="rank_assistant_replies", lang="en")
     with mock.patch("ranking.consensus.ranked_pairs", side_effect=RuntimeError("boom")):
         with django_capture_on_commit_callbacks(execute=True):
@@ -137,12 +143,8 @@ def test_scoring_failure_moves_the_tree_to_scoring_failed_and_the_retry_job_scor
 
 
 def test_not_rankable_rankings_are_counted_but_leave_replies_unranked(
-        people, growing_prompt, django_capture_on_commit_callbacks):
+        people, growing_prompt, two_accepted_replies, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        reply(people[2], "Answer one.")
-        reply(people[3], "Answer two.")
-        review(people[4], "label_assistant_reply")
-        review(people[4], "label_assistant_reply")
         task = services.task_request(user=people[5], task_type="rank_assistant_replies", lang="en")
         services.ranking_submit(user=people[5], task_id=task.pk, not_rankable=True)
     assert MessageTree.objects.get(pk=growing_prompt.tree_id).state == TreeState.READY_FOR_EXPORT
