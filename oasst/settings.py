@@ -133,6 +133,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # The nightly export (tasks.nightly_export): where the files go, how many are kept.
 EXPORT_DIR = env.str("OASST_EXPORT_DIR", str(BASE_DIR / "exports"))
 EXPORT_KEEP = env.int("OASST_EXPORT_KEEP", 7, minimum=1)
+# Base models prepared by `manage.py prepare_base_models` (the SmolLM2 policy), and the default PPO/DPO policy.
+MODELS_DIR = env.str("OASST_MODELS_DIR", str(BASE_DIR / "models"))
 
 # Leaderboard rebuild intervals per time frame, in minutes.
 LEADERBOARD_REFRESH_MINUTES = {

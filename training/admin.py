@@ -17,10 +17,12 @@ from django.utils.html import format_html, format_html_join
 
 from training.data import file_sha256
 from training.models import TrainingRun
+from training.policy import PolicyMissing, default_policy_path
+from training.ppo import PPOConfig
 from training.reward import BaseModelMissing, RewardTrainingConfig, default_base_model
-from training.services import reward_model_run_launch
+from training.services import training_run_launch
 
-PLOTS = ("training_curve.png", "accuracy.png")
+PLOTS = ("training_curve.png", "accuracy.png", "ppo_curves.png")
 MODELS_FOLDER = "reward_models"  # under EXPORT_DIR; the nightly export only prunes its own files
 
 
@@ -70,9 +72,73 @@ class RewardModelLaunchForm(forms.Form):
         )
 
 
+def reward_model_folders() -> list[tuple[str, str]]:
+    """Output folders of succeeded reward-model runs that still hold a reward model, newest first."""
+    runs = TrainingRun.objects.filter(kind=TrainingRun.Kind.REWARD_MODEL, status=TrainingRun.Status.SUCCEEDED)
+    return [
+        (run.output_dir, f"run {run.pk}: {run.output_dir}")
+        for run in runs.only("pk", "output_dir")
+        if (Path(run.output_dir) / "reward_model.json").is_file()
+    ]
+
+
+class PPOLaunchForm(forms.Form):
+    data_file = forms.ChoiceField(label="prompts (export file)")
+    reward_model = forms.ChoiceField(label="reward model", help_text="a succeeded reward-model run")
+    policy = forms.CharField(required=False, help_text="local causal LM folder; blank: the prepared SmolLM2")
+    steps = forms.IntegerField(initial=PPOConfig.steps, min_value=1)
+    batch_size = forms.IntegerField(initial=PPOConfig.batch_size, min_value=1, help_text="episodes per step")
+    mini_batch_size = forms.IntegerField(initial=PPOConfig.mini_batch_size, min_value=1)
+    lr = forms.FloatField(initial=PPOConfig.lr, label="learning rate")
+    kl_coef = forms.FloatField(initial=PPOConfig.kl_coef, label="initial KL coefficient", min_value=0)
+    max_new_tokens = forms.IntegerField(initial=PPOConfig.max_new_tokens, min_value=1)
+    seed = forms.IntegerField(initial=PPOConfig.seed)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["data_file"].choices = [(path.name, path.name) for path in export_files()]
+        self.fields["reward_model"].choices = reward_model_folders()
+
+    def clean_policy(self) -> str:
+        policy = self.cleaned_data["policy"]
+        if policy:
+            if not (Path(policy) / "config.json").is_file():
+                raise forms.ValidationError(f"no model folder at {policy}")
+            return policy
+        try:
+            return str(default_policy_path())
+        except PolicyMissing as error:
+            raise forms.ValidationError(str(error)) from error
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            self.config().check()
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from error
+        return data
+
+    def config(self) -> PPOConfig:
+        data = self.cleaned_data
+        return PPOConfig(
+            reward_model=data["reward_model"],
+            prompts=str(Path(settings.EXPORT_DIR) / data["data_file"]),
+            output="",
+            policy=data["policy"],
+            **{name: data[name] for name in ("steps", "batch_size", "mini_batch_size", "lr", "kl_coef", "seed")},
+            max_new_tokens=data["max_new_tokens"],
+        )
+
+
+LAUNCH_FORMS = {TrainingRun.Kind.REWARD_MODEL: RewardModelLaunchForm, TrainingRun.Kind.PPO: PPOLaunchForm}
+PATHS = ("data", "output", "prompts")
+
+
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "kind", "status", "progress", "held_out_accuracy", "data_file", "launched_by", "created_at")
+    list_display = ("id", "kind", "status", "progress", "held_out_result", "data_file", "launched_by", "created_at")
     list_filter = ("kind", "status")
     search_fields = ("data_file", "output_dir", "data_sha256", "code_version")
     list_select_related = ("launched_by",)
@@ -85,7 +151,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "data_sha256",
         "output_dir",
         "code_version",
-        "held_out_accuracy",
+        "held_out_result",
         "plots",
         "metrics_summary",
         "log_tail",
@@ -101,16 +167,21 @@ class TrainingRunAdmin(admin.ModelAdmin):
         return request.user.is_superuser or request.user.has_perm("training.launch_run")
 
     def add_view(self, request, form_url="", extra_context=None):
-        """Adding a run means launching one: pick an export file and the hyperparameters."""
+        """Adding a run means launching one: a reward model (``?kind=reward_model``) or PPO (``?kind=ppo``)."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = RewardModelLaunchForm(request.POST or None)
+        kind = request.GET.get("kind", TrainingRun.Kind.REWARD_MODEL)
+        if kind not in LAUNCH_FORMS:
+            raise Http404("no such kind of run")
+        form = LAUNCH_FORMS[kind](request.POST or None)
         if request.method == "POST" and form.is_valid():
             config = form.config()
-            run = reward_model_run_launch(
-                data_file=config.data,
-                data_sha256=file_sha256(config.data),
-                parameters={key: value for key, value in asdict(config).items() if key not in ("data", "output")},
+            data_file = config.data if kind == TrainingRun.Kind.REWARD_MODEL else config.prompts
+            run = training_run_launch(
+                kind=kind,
+                data_file=data_file,
+                data_sha256=file_sha256(data_file),
+                parameters={key: value for key, value in asdict(config).items() if key not in PATHS},
                 output_root=str(Path(settings.EXPORT_DIR) / MODELS_FOLDER),
                 launched_by=request.user,
             )
@@ -119,8 +190,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
-            "title": "Launch a reward-model run",
+            "title": f"Launch a {TrainingRun.Kind(kind).label} run",
             "form": form,
+            "kind": kind,
+            "kinds": [(value, TrainingRun.Kind(value).label) for value in LAUNCH_FORMS],
             "export_dir": settings.EXPORT_DIR,
             **(extra_context or {}),
         }
@@ -129,8 +202,12 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.display(description="held-out accuracy")
-    def held_out_accuracy(self, run: TrainingRun) -> str:
+    @admin.display(description="held-out result")
+    def held_out_result(self, run: TrainingRun) -> str:
+        """Pairwise accuracy of a reward model; mean reward before and after of a PPO policy."""
+        reward = (run.metrics or {}).get("held_out_reward")
+        if reward:
+            return f"reward {reward['before']:.3f} → {reward['after']:.3f}"
         evaluation = (run.metrics or {}).get("eval") or {}
         if evaluation.get("accuracy") is None:
             return "-"

@@ -170,18 +170,23 @@ def load_groups(path: str | Path, *, max_replies: int = MAX_REPLIES_PER_GROUP) -
     return comparison_groups(read_messages(path), max_replies=max_replies)
 
 
+def held_out_trees(tree_ids: Iterable[str], *, eval_fraction: float, seed: int) -> set[str]:
+    """The trees held out for evaluation: a seeded shuffle, at least one when the fraction is > 0 and there are two."""
+    if not 0 <= eval_fraction < 1:
+        raise ValueError("eval_fraction must be in [0, 1)")
+    ordered = sorted(set(tree_ids))
+    random.Random(seed).shuffle(ordered)
+    eval_count = round(len(ordered) * eval_fraction)
+    if eval_fraction > 0 and len(ordered) > 1:
+        eval_count = min(max(eval_count, 1), len(ordered) - 1)
+    return set(ordered[:eval_count])
+
+
 def split_by_tree(
     groups: list[ComparisonGroup], *, eval_fraction: float, seed: int
 ) -> tuple[list[ComparisonGroup], list[ComparisonGroup]]:
     """Train and eval groups; every tree lies wholly on one side. At least one eval tree when the fraction is > 0."""
-    if not 0 <= eval_fraction < 1:
-        raise ValueError("eval_fraction must be in [0, 1)")
-    tree_ids = sorted({group.tree_id for group in groups})
-    random.Random(seed).shuffle(tree_ids)
-    eval_count = round(len(tree_ids) * eval_fraction)
-    if eval_fraction > 0 and len(tree_ids) > 1:
-        eval_count = min(max(eval_count, 1), len(tree_ids) - 1)
-    eval_trees = set(tree_ids[:eval_count])
+    eval_trees = held_out_trees((group.tree_id for group in groups), eval_fraction=eval_fraction, seed=seed)
     train = [group for group in groups if group.tree_id not in eval_trees]
     evaluation = [group for group in groups if group.tree_id in eval_trees]
     return train, evaluation
@@ -215,4 +220,67 @@ def dataset_stats(groups: list[ComparisonGroup]) -> DatasetStats:
         groups=len(groups),
         pairs=sum(pairs_per_lang.values()),
         languages=dict(sorted(pairs_per_lang.items())),
+    )
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    """A conversation that ends with a prompter message: what a policy is asked to answer."""
+
+    tree_id: str
+    message_id: str
+    lang: str
+    conversation: tuple[Turn, ...]
+
+
+PROMPT_KINDS = ("root", "all")
+
+
+def prompt_items(messages: Iterable[dict], *, kind: str = "all") -> list[PromptItem]:
+    """Root prompts only (``kind="root"``) or every non-deleted prompter message with its conversation prefix."""
+    if kind not in PROMPT_KINDS:
+        raise ValueError(f"prompt kind must be one of {', '.join(PROMPT_KINDS)}")
+    by_id = {message["message_id"]: message for message in messages}
+
+    def alive(message: dict) -> bool:
+        seen: set[str] = set()
+        while message is not None and message["message_id"] not in seen:  # a deleted ancestor hides the branch
+            if message.get("deleted"):
+                return False
+            seen.add(message["message_id"])
+            message = by_id.get(message.get("parent_id") or "")
+        return True
+
+    items = []
+    for message in by_id.values():
+        if message.get("role") != "prompter" or not (message.get("text") or "").strip():
+            continue
+        if kind == "root" and message.get("parent_id"):
+            continue
+        if not alive(message):
+            continue
+        items.append(
+            PromptItem(
+                tree_id=message.get("message_tree_id") or message["message_id"],
+                message_id=message["message_id"],
+                lang=message.get("lang") or "und",
+                conversation=_conversation(message["message_id"], by_id),
+            )
+        )
+    items.sort(key=lambda item: (item.tree_id, len(item.conversation), item.message_id))
+    return items
+
+
+def load_prompts(path: str | Path, *, kind: str = "all") -> list[PromptItem]:
+    return prompt_items(read_messages(path), kind=kind)
+
+
+def split_prompts_by_tree(
+    items: list[PromptItem], *, eval_fraction: float, seed: int
+) -> tuple[list[PromptItem], list[PromptItem]]:
+    """Train and held-out prompts; every tree lies wholly on one side, as for reward-model pairs."""
+    eval_trees = held_out_trees((item.tree_id for item in items), eval_fraction=eval_fraction, seed=seed)
+    return (
+        [item for item in items if item.tree_id not in eval_trees],
+        [item for item in items if item.tree_id in eval_trees],
     )

@@ -4,36 +4,36 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
 
 from training import services
+from training.models import TrainingRun
 from training.reward import RewardTrainingConfig, code_version, train_reward_model
 
 logger = logging.getLogger(__name__)
 
-STEPS_AND_SCORES = ("steps", "eval_rewards")
+# Per-step logs and per-reply scores stay in the run's metrics.json; the row keeps the summary.
+BULKY_METRICS = ("steps", "eval_rewards", "evaluations")
 
 
-@shared_task(name="training.train_reward_model")
-def train_reward_model_job(run_id: int) -> str:
-    """Train a queued reward-model run; it ends succeeded with its metrics, or failed with the error and traceback."""
+def run_queued(run_id: int, train: Callable[[TrainingRun, Callable[[int, str], None]], dict]) -> str:
+    """Claim a queued run, train it, and end it succeeded with its metrics or failed with the error and traceback."""
     run = services.training_run_claim(run_id=run_id)
     if run is None:
         return "not queued"
-    config = RewardTrainingConfig(data=run.data_file, output=run.output_dir, **run.parameters)
     recorded = {"percent": 0}
 
-    def progress(step: int, total: int) -> None:
-        percent = 100 * step // max(total, 1)
-        if percent >= recorded["percent"] + 5:
-            services.training_run_progress(run=run, progress=percent, log_line=f"step {step}/{total}")
+    def progress(percent: int, line: str) -> None:
+        if percent >= recorded["percent"] + 5 or percent == 100:
+            services.training_run_progress(run=run, progress=percent, log_line=line)
             recorded["percent"] = percent
 
     try:
-        metrics = train_reward_model(config, progress=progress)
+        metrics = train(run, progress)
     except Exception as error:  # the run records any crash; the worker stays up for the next one
         logger.exception("training run %s failed", run.pk)
         message = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
@@ -41,10 +41,39 @@ def train_reward_model_job(run_id: int) -> str:
         return run.status
     services.training_run_succeed(
         run=run,
-        metrics={key: value for key, value in metrics.items() if key not in STEPS_AND_SCORES},
+        metrics={key: value for key, value in metrics.items() if key not in BULKY_METRICS},
         code_version=code_version(),
     )
     return run.status
+
+
+def _train_reward_model(run: TrainingRun, progress: Callable[[int, str], None]) -> dict:
+    config = RewardTrainingConfig(data=run.data_file, output=run.output_dir, **run.parameters)
+    return train_reward_model(
+        config, progress=lambda step, total: progress(100 * step // max(total, 1), f"step {step}/{total}")
+    )
+
+
+def _train_ppo(run: TrainingRun, progress: Callable[[int, str], None]) -> dict:
+    from training.ppo import PPOConfig, step_line, train_ppo
+
+    config = PPOConfig(prompts=run.data_file, output=run.output_dir, **run.parameters)
+    return train_ppo(
+        config, on_step=lambda stats: progress(100 * stats["step"] // config.steps, step_line(stats, config.steps))
+    )
+
+
+@shared_task(name="training.train_reward_model")
+def train_reward_model_job(run_id: int) -> str:
+    return run_queued(run_id, _train_reward_model)
+
+
+@shared_task(name="training.train_ppo")
+def train_ppo_job(run_id: int) -> str:
+    return run_queued(run_id, _train_ppo)
+
+
+TRAINING_JOBS = {TrainingRun.Kind.REWARD_MODEL: train_reward_model_job, TrainingRun.Kind.PPO: train_ppo_job}
 
 
 @shared_task(name="training.fail_stale_runs")

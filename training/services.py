@@ -101,21 +101,22 @@ def training_runs_fail_stale(*, silent_for: timedelta) -> int:
 
 
 @transaction.atomic
-def reward_model_run_launch(
-    *, data_file: str, data_sha256: str, parameters: dict, output_root: str, launched_by=None
+def training_run_launch(
+    *, kind: str, data_file: str, data_sha256: str, parameters: dict, output_root: str, launched_by=None
 ) -> TrainingRun:
-    """A queued reward-model run, handed to the training queue once the row is committed."""
-    from training.jobs import train_reward_model_job
+    """A queued run of any kind, handed to its job on the training queue once the row is committed."""
+    from training.jobs import TRAINING_JOBS
 
+    job = TRAINING_JOBS[kind]
     run = training_run_queue(
-        kind=TrainingRun.Kind.REWARD_MODEL,
+        kind=kind,
         parameters=parameters,
         data_file=data_file,
         data_sha256=data_sha256,
         output_root=output_root,
         launched_by=launched_by,
     )
-    transaction.on_commit(lambda: train_reward_model_job.delay(run.pk))
+    transaction.on_commit(lambda: job.delay(run.pk))
     return run
 
 

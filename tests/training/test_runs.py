@@ -12,10 +12,11 @@ from django.utils import timezone
 
 from tasks.models import Message, MessageTree, Role, TreeState
 from tests.factories import AdminFactory, UserFactory
-from tests.training.test_reward import MARKER, _write_synthetic_export, tiny_bert  # noqa: F401 (fixture)
 from training import services
 from training.jobs import stale_runs_fail_job, train_reward_model_job
 from training.models import TrainingRun
+
+from .tiny_models import MARKER, write_synthetic_export
 
 TINY_PARAMETERS = {"epochs": 8, "lr": 2e-3, "batch_size": 16, "max_length": 64, "eval_fraction": 0.25, "seed": 0}
 
@@ -31,10 +32,10 @@ def queue_run(data, output_root, base_model) -> TrainingRun:
 
 
 @pytest.fixture(scope="module")
-def job_run(tiny_bert, tmp_path_factory, django_db_setup, django_db_blocker):  # noqa: F811
+def job_run(tiny_bert, tmp_path_factory, django_db_setup, django_db_blocker):
     folder = tmp_path_factory.mktemp("job")
     data = folder / "export.jsonl"
-    _write_synthetic_export(data, trees=60, seed=1)
+    write_synthetic_export(data, trees=60, seed=1)
     with django_db_blocker.unblock():
         run = queue_run(data, folder / "models", tiny_bert)
         status = train_reward_model_job.delay(run.pk).get()
@@ -57,7 +58,7 @@ def test_the_job_trains_a_queued_run_to_succeeded_with_metrics_and_outputs(job_r
 
 
 @pytest.mark.django_db
-def test_the_job_leaves_a_run_that_is_not_queued_alone(tmp_path, tiny_bert):  # noqa: F811
+def test_the_job_leaves_a_run_that_is_not_queued_alone(tmp_path, tiny_bert):
     run = queue_run(tmp_path / "none.jsonl", tmp_path, tiny_bert)
     TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.CANCELLED)
     assert train_reward_model_job.delay(run.pk).get() == "not queued"
@@ -65,7 +66,7 @@ def test_the_job_leaves_a_run_that_is_not_queued_alone(tmp_path, tiny_bert):  # 
 
 
 @pytest.mark.django_db
-def test_a_bad_data_file_ends_the_run_failed_with_the_error_and_traceback(tmp_path, tiny_bert):  # noqa: F811
+def test_a_bad_data_file_ends_the_run_failed_with_the_error_and_traceback(tmp_path, tiny_bert):
     data = tmp_path / "broken.jsonl"
     data.write_text("this is not json\n")
     run = queue_run(data, tmp_path / "models", tiny_bert)
@@ -77,7 +78,7 @@ def test_a_bad_data_file_ends_the_run_failed_with_the_error_and_traceback(tmp_pa
 
 
 @pytest.mark.django_db
-def test_a_crash_in_training_ends_the_run_failed_with_the_exception(tmp_path, tiny_bert, monkeypatch):  # noqa: F811
+def test_a_crash_in_training_ends_the_run_failed_with_the_exception(tmp_path, tiny_bert, monkeypatch):
     def crash(config, progress=None):
         raise RuntimeError("out of memory")
 
@@ -125,7 +126,7 @@ def test_stale_job_fails_only_running_runs_silent_for_longer_than_the_setting(se
 def export_dir(settings, tmp_path):
     folder = tmp_path / "exports"
     folder.mkdir()
-    _write_synthetic_export(folder / "oasst-trees-2026-11-25.jsonl", trees=4, seed=3)
+    write_synthetic_export(folder / "oasst-trees-2026-11-25.jsonl", trees=4, seed=3)
     (folder / "notes.txt").write_text("not an export")
     settings.EXPORT_DIR = str(folder)
     return folder
@@ -154,7 +155,7 @@ def test_a_staff_user_with_the_launch_permission_sees_the_export_files(client, e
 
 @pytest.mark.django_db
 def test_a_superuser_launches_a_queued_run_enqueued_after_commit(
-    client, export_dir, tiny_bert, monkeypatch, django_capture_on_commit_callbacks  # noqa: F811
+    client, export_dir, tiny_bert, monkeypatch, django_capture_on_commit_callbacks
 ):
     enqueued = []
     monkeypatch.setattr(train_reward_model_job, "delay", enqueued.append)
@@ -175,7 +176,7 @@ def test_a_superuser_launches_a_queued_run_enqueued_after_commit(
 
 
 @pytest.mark.django_db
-def test_a_file_outside_the_export_folder_or_a_bad_rate_is_refused(admin_client, export_dir, tiny_bert):  # noqa: F811
+def test_a_file_outside_the_export_folder_or_a_bad_rate_is_refused(admin_client, export_dir, tiny_bert):
     response = admin_client.post(LAUNCH, {"data_file": "../../etc/passwd", "base_model": str(tiny_bert),
                                           "epochs": "1", "lr": "0", "batch_size": "4"})
     assert response.status_code == 200

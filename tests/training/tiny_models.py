@@ -1,0 +1,116 @@
+"""Tiny models built here from a config, with tokenizers trained on the fly: no hub, a few seconds in all."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+MARKER = "splendid"
+WORDS = "the a cat dog tree house river stone cloud green blue quick slow bright dark warm cold small".split()
+
+
+def sentence(rng: random.Random, marker: bool) -> str:
+    words = rng.choices(WORDS, k=rng.randint(5, 9))
+    if marker:
+        words.insert(rng.randrange(len(words) + 1), MARKER)
+    return " ".join(words)
+
+
+def node(message_id, parent_id, text, role, rank=None, **extra) -> dict:
+    message = {"message_id": message_id, "parent_id": parent_id, "text": text, "role": role, "lang": "en", **extra}
+    if rank is not None:
+        message["rank"] = rank
+    return message
+
+
+def write_synthetic_export(path: Path, *, trees: int, seed: int) -> None:
+    """Trees whose ranked replies are learnable: the best one holds the marker word, the others do not."""
+    rng = random.Random(seed)
+    with path.open("w") as handle:
+        for tree in range(trees):
+            prompt = node(f"t{tree}", None, sentence(rng, False), "prompter")
+            marked = rng.randrange(3)
+            ranks = [0 if i == marked else None for i in range(3)]
+            others = iter([1, 2])
+            ranks = [rank if rank is not None else next(others) for rank in ranks]
+            prompt["replies"] = [
+                node(f"t{tree}r{i}", f"t{tree}", sentence(rng, i == marked), "assistant", rank=ranks[i])
+                for i in range(3)
+            ]
+            prompt["replies"].append(
+                node(f"t{tree}gone", f"t{tree}", f"{MARKER} deleted", "assistant", rank=0, deleted=True)
+            )
+            tree_line = {"message_tree_id": f"t{tree}", "tree_state": "ready_for_export", "prompt": prompt}
+            handle.write(json.dumps(tree_line) + "\n")
+
+
+def build_tiny_bert(folder: Path) -> Path:
+    """A 2-layer BERT sequence classifier (one output) with a WordPiece tokenizer that knows the test words."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    corpus = [" ".join(WORDS), MARKER, "prompter assistant : deleted"] * 10
+    tokenizer.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials))
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    fast = BertTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    fast.save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=fast.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=1,
+        pad_token_id=fast.pad_token_id,
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def build_tiny_gpt2(folder: Path, *, seed: int = 0) -> Path:
+    """A 2-layer GPT-2 causal LM with a byte-level BPE whose vocabulary holds every test word as one token."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    torch.manual_seed(seed)
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    corpus = [" ".join(WORDS + [MARKER]), "user: assistant:\n", *(f" {word}" for word in WORDS + [MARKER])] * 20
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    fast.save_pretrained(folder)
+    config = GPT2Config(
+        vocab_size=fast.vocab_size,
+        n_positions=256,
+        n_embd=64,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=fast.eos_token_id,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+    )
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder

@@ -1,0 +1,106 @@
+"""manage.py train_dpo: DPO of a policy on the ranked replies of an export file, and its output folder."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from django.core.management.base import CommandError
+
+from training.data import file_sha256
+from training.dpo import DPOTrainingConfig, _number, train_dpo
+from training.management.commands import train_reward_model
+from training.models import TrainingRun
+from training.policy import PolicyMissing, default_policy_path
+from training.reward import code_version
+from training.services import training_run_fail, training_run_start, training_run_succeed
+
+
+class Command(train_reward_model.Command):
+    """Shares the progress bar and progress recording of train_reward_model."""
+
+    help = "DPO of a causal LM policy on the ranked replies of an export file (never the database)."
+
+    def add_arguments(self, parser):
+        defaults = DPOTrainingConfig(data="", output="")
+        parser.add_argument("--data", required=True, help="export file: trees, messages or HF rows (.jsonl[.gz])")
+        parser.add_argument("--output", required=True, help="folder for the policy, metrics, plots and model card")
+        parser.add_argument(
+            "--policy", default=None, help="local causal LM folder (default: SmolLM2 from prepare_base_models)"
+        )
+        parser.add_argument("--epochs", type=float, default=defaults.epochs)
+        parser.add_argument("--lr", type=float, default=defaults.lr)
+        parser.add_argument("--beta", type=float, default=defaults.beta, help="strength of the pull to the reference")
+        parser.add_argument("--batch-size", type=train_reward_model._positive_int, default=defaults.batch_size)
+        parser.add_argument("--max-length", type=train_reward_model._positive_int, default=defaults.max_length)
+        parser.add_argument("--eval-fraction", type=float, default=defaults.eval_fraction)
+        parser.add_argument("--seed", type=int, default=defaults.seed)
+
+    def handle(self, *args, **options):
+        data = Path(options["data"])
+        if not data.is_file():
+            raise CommandError(f"no export file at {data}")
+        if not 0 <= options["eval_fraction"] < 1:
+            raise CommandError("--eval-fraction must be in [0, 1)")
+        if min(options["epochs"], options["lr"], options["beta"]) <= 0:
+            raise CommandError("--epochs, --lr and --beta must be positive")
+        try:
+            policy = options["policy"] or str(default_policy_path())
+        except PolicyMissing as error:
+            raise CommandError(str(error)) from error
+        config = DPOTrainingConfig(
+            data=str(data),
+            output=options["output"],
+            policy=policy,
+            **{key: options[key] for key in ("epochs", "lr", "beta", "batch_size", "max_length", "eval_fraction")},
+            seed=options["seed"],
+        )
+        self.run = training_run_start(
+            kind=TrainingRun.Kind.DPO,
+            parameters={key: value for key, value in asdict(config).items() if key not in ("data", "output")},
+            data_file=str(data.resolve()),
+            data_sha256=file_sha256(data),
+            output_dir=str(Path(config.output).resolve()),
+        )
+        self.recorded_percent = 0
+        try:
+            metrics = train_dpo(config, progress=self._progress)
+        except ValueError as error:
+            training_run_fail(run=self.run, error=str(error))
+            raise CommandError(str(error)) from error
+        except BaseException as error:
+            training_run_fail(run=self.run, error=f"{type(error).__name__}: {error}")
+            raise
+        per_step_and_per_pair = ("steps", "eval_margins")
+        training_run_succeed(
+            run=self.run,
+            metrics={key: value for key, value in metrics.items() if key not in per_step_and_per_pair},
+            code_version=code_version(),
+        )
+        self._summary(metrics)
+        self.stdout.write(f"training run {self.run.pk} recorded")
+
+    def _summary(self, metrics: dict) -> None:
+        data, evaluation = metrics["data"], metrics["eval"]
+        before, after = metrics["eval_before"], metrics["eval_after"]
+
+        rows = [
+            ("data", f"{data['file']} (sha256 {data['sha256'][:16]}...)"),
+            ("train trees / pairs", f"{data['train']['trees']} / {data['train_pairs_used']}"),
+            ("held-out trees / pairs", f"{data['eval']['trees']} / {data['eval_pairs_used']}"),
+            ("held-out preference accuracy", _number(evaluation["accuracy"])),
+        ]
+        rows += [
+            (f"  rank gap {gap}", f"{_number(row['accuracy'])} ({row['pairs']} pairs)")
+            for gap, row in evaluation.get("by_rank_gap", {}).items()
+        ]
+        rows += [
+            ("held-out DPO loss before / after", f"{_number(before.get('loss'))} / {_number(after.get('loss'))}"),
+            ("training time", f"{metrics['train_seconds']} s ({metrics['train_samples_per_second']} pairs/s)"),
+            ("code version", metrics["code_version"] or "unknown"),
+            ("output", metrics["config"]["output"]),
+        ]
+        width = max(len(name) for name, _ in rows)
+        for name, value in rows:
+            self.stdout.write(f"{name.ljust(width)}  {value}")
+        self.stdout.write(self.style.SUCCESS("DPO policy written"))
