@@ -16,6 +16,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from training.data import file_sha256
+from training.dpo import DPOTrainingConfig
 from training.models import TrainingRun
 from training.policy import PolicyMissing, default_policy_path
 from training.ppo import PPOConfig
@@ -132,7 +133,41 @@ class PPOLaunchForm(forms.Form):
         )
 
 
-LAUNCH_FORMS = {TrainingRun.Kind.REWARD_MODEL: RewardModelLaunchForm, TrainingRun.Kind.PPO: PPOLaunchForm}
+class DPOLaunchForm(forms.Form):
+    data_file = forms.ChoiceField(label="export file")
+    policy = forms.CharField(required=False, help_text="local causal LM folder; blank: the prepared SmolLM2")
+    epochs = forms.FloatField(initial=DPOTrainingConfig.epochs)
+    lr = forms.FloatField(initial=DPOTrainingConfig.lr, label="learning rate")
+    beta = forms.FloatField(initial=DPOTrainingConfig.beta, help_text="strength of the pull to the reference")
+    batch_size = forms.IntegerField(initial=DPOTrainingConfig.batch_size, min_value=1)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["data_file"].choices = [(path.name, path.name) for path in export_files()]
+
+    clean_policy = PPOLaunchForm.clean_policy
+
+    def clean(self):
+        data = super().clean()
+        for name in ("epochs", "lr", "beta"):
+            if name in data and data[name] <= 0:
+                self.add_error(name, "must be positive")
+        return data
+
+    def config(self) -> DPOTrainingConfig:
+        data = self.cleaned_data
+        return DPOTrainingConfig(
+            data=str(Path(settings.EXPORT_DIR) / data["data_file"]),
+            output="",
+            **{name: data[name] for name in ("policy", "epochs", "lr", "beta", "batch_size")},
+        )
+
+
+LAUNCH_FORMS = {
+    TrainingRun.Kind.REWARD_MODEL: RewardModelLaunchForm,
+    TrainingRun.Kind.PPO: PPOLaunchForm,
+    TrainingRun.Kind.DPO: DPOLaunchForm,
+}
 PATHS = ("data", "output", "prompts")
 
 
@@ -167,7 +202,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         return request.user.is_superuser or request.user.has_perm("training.launch_run")
 
     def add_view(self, request, form_url="", extra_context=None):
-        """Adding a run means launching one: a reward model (``?kind=reward_model``) or PPO (``?kind=ppo``)."""
+        """Adding a run means launching one: ``?kind=`` reward_model (the default), ppo or dpo."""
         if not self.has_add_permission(request):
             raise PermissionDenied
         kind = request.GET.get("kind", TrainingRun.Kind.REWARD_MODEL)
@@ -176,7 +211,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         form = LAUNCH_FORMS[kind](request.POST or None)
         if request.method == "POST" and form.is_valid():
             config = form.config()
-            data_file = config.data if kind == TrainingRun.Kind.REWARD_MODEL else config.prompts
+            data_file = config.prompts if kind == TrainingRun.Kind.PPO else config.data
             run = training_run_launch(
                 kind=kind,
                 data_file=data_file,
@@ -229,7 +264,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         available = [name for name in PLOTS if (Path(run.output_dir) / name).is_file()]
         return format_html_join(
             "",
-            '<img src="{}" alt="{}" style="max-width: 640px; display: block; margin-bottom: 8px">',
+            '<img src="{}" alt="{}" class="oasst-plot">',
             ((reverse("admin:training_trainingrun_plot", args=[run.pk, name]), name) for name in available),
         ) or format_html("{}", "-")
 

@@ -17,7 +17,7 @@ from training.reward import RewardTrainingConfig, code_version, train_reward_mod
 logger = logging.getLogger(__name__)
 
 # Per-step logs and per-reply scores stay in the run's metrics.json; the row keeps the summary.
-BULKY_METRICS = ("steps", "eval_rewards", "evaluations")
+BULKY_METRICS = ("steps", "eval_rewards", "evaluations", "eval_margins")
 
 
 def run_queued(run_id: int, train: Callable[[TrainingRun, Callable[[int, str], None]], dict]) -> str:
@@ -63,6 +63,15 @@ def _train_ppo(run: TrainingRun, progress: Callable[[int, str], None]) -> dict:
     )
 
 
+def _train_dpo(run: TrainingRun, progress: Callable[[int, str], None]) -> dict:
+    from training.dpo import DPOTrainingConfig, train_dpo
+
+    config = DPOTrainingConfig(data=run.data_file, output=run.output_dir, **run.parameters)
+    return train_dpo(
+        config, progress=lambda step, total: progress(100 * step // max(total, 1), f"step {step}/{total}")
+    )
+
+
 @shared_task(name="training.train_reward_model")
 def train_reward_model_job(run_id: int) -> str:
     return run_queued(run_id, _train_reward_model)
@@ -73,7 +82,16 @@ def train_ppo_job(run_id: int) -> str:
     return run_queued(run_id, _train_ppo)
 
 
-TRAINING_JOBS = {TrainingRun.Kind.REWARD_MODEL: train_reward_model_job, TrainingRun.Kind.PPO: train_ppo_job}
+@shared_task(name="training.train_dpo")
+def train_dpo_job(run_id: int) -> str:
+    return run_queued(run_id, _train_dpo)
+
+
+TRAINING_JOBS = {
+    TrainingRun.Kind.REWARD_MODEL: train_reward_model_job,
+    TrainingRun.Kind.PPO: train_ppo_job,
+    TrainingRun.Kind.DPO: train_dpo_job,
+}
 
 
 @shared_task(name="training.fail_stale_runs")

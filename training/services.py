@@ -9,9 +9,12 @@ from django.db import transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from oasst.celery import enqueue_on_commit
 from training.models import TrainingRun
 
 LOG_TAIL_CHARS = 4000
+# A queued run's error while its job could not be sent; oasst.resend_unsent_training_runs sends it again.
+JOB_NOT_SENT = "The job queue was unreachable at launch; the run is sent to it again once it answers."
 
 
 @transaction.atomic
@@ -116,8 +119,22 @@ def training_run_launch(
         output_root=output_root,
         launched_by=launched_by,
     )
-    transaction.on_commit(lambda: job.delay(run.pk))
+    enqueue_on_commit(job, run.pk, on_broker_down=lambda: TrainingRun.objects.filter(
+        pk=run.pk, status=TrainingRun.Status.QUEUED).update(error=JOB_NOT_SENT))
     return run
+
+
+def training_runs_resend_unsent() -> int:
+    """Send again the jobs of queued runs launched while the broker was down; returns how many were sent.
+    A second message for a run is harmless: only one worker claims it (training_run_claim)."""
+    from training.jobs import TRAINING_JOBS
+
+    sent = 0
+    for run in TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, error=JOB_NOT_SENT).only("pk", "kind"):
+        TRAINING_JOBS[run.kind].apply_async((run.pk,))  # broker still down: this raises, the next sweep retries
+        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED, error=JOB_NOT_SENT).update(error="")
+        sent += 1
+    return sent
 
 
 @transaction.atomic

@@ -94,15 +94,13 @@ def test_force_replaces_the_prepared_folder_in_one_step(fake_conversion, tmp_pat
 
 
 @pytest.mark.slow
-def test_smollm2_is_prepared_from_its_gguf_and_reloads_with_the_same_logits(monkeypatch, tmp_path):
+def test_smollm2_is_prepared_from_its_gguf_and_reloads_with_the_same_logits(smollm2_policy):
     import torch
 
     from training.policy import load_policy
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    output = prepare(tmp_path)
-
-    folder = tmp_path / SMOLLM2_FOLDER
+    folder, output = smollm2_policy
+    tmp_path = folder.parent
     assert f"ready at {folder}" in output
     assert "134.5M parameters" in output
     assert f"train_ppo --policy {folder}" in output

@@ -15,6 +15,9 @@ from training.policy import chat_prompt, load_policy
 
 from .tiny_models import node, write_synthetic_export
 
+# The module fixture records a run: every test declares the database so that it is set up even when run alone.
+pytestmark = pytest.mark.django_db
+
 
 @pytest.fixture(scope="module")
 def trained(tiny_gpt2, synthetic_export, tmp_path_factory, django_db_setup, django_db_blocker):
@@ -150,7 +153,6 @@ def test_without_a_prepared_policy_the_command_names_prepare_base_models(tmp_pat
         call_command("train_dpo", data=str(data), output=str(tmp_path / "out"))
 
 
-@pytest.mark.django_db
 def test_an_export_without_ranked_replies_is_refused_and_the_run_ends_failed(tiny_gpt2, tmp_path):
     data = tmp_path / "empty.jsonl"
     data.write_text(json.dumps({"message_tree_id": "t", "prompt": node("t", None, "hello", "prompter")}) + "\n")
@@ -161,7 +163,6 @@ def test_an_export_without_ranked_replies_is_refused_and_the_run_ends_failed(tin
     assert "no ranked replies" in run.error and run.finished_at is not None
 
 
-@pytest.mark.django_db
 def test_a_crash_inside_training_ends_the_run_failed_with_the_error(tiny_gpt2, tmp_path, monkeypatch):
     data = tmp_path / "export.jsonl"
     write_synthetic_export(data, trees=4, seed=2)
@@ -176,7 +177,6 @@ def test_a_crash_inside_training_ends_the_run_failed_with_the_error(tiny_gpt2, t
     assert (run.status, run.error) == (TrainingRun.Status.FAILED, "RuntimeError: out of memory")
 
 
-@pytest.mark.django_db
 def test_prompts_that_fill_max_length_leave_nothing_to_learn_and_the_run_ends_failed(tiny_gpt2, tmp_path):
     data = tmp_path / "export.jsonl"
     write_synthetic_export(data, trees=4, seed=3)
@@ -184,3 +184,35 @@ def test_prompts_that_fill_max_length_leave_nothing_to_learn_and_the_run_ends_fa
         call_command("train_dpo", data=str(data), output=str(tmp_path / "out"), policy=str(tiny_gpt2), max_length=5)
     run = TrainingRun.objects.get(output_dir=str((tmp_path / "out").resolve()))
     assert run.status == TrainingRun.Status.FAILED
+
+
+def test_the_admin_launches_a_dpo_run_that_the_job_trains(
+    client, settings, tmp_path, synthetic_export, tiny_gpt2, django_capture_on_commit_callbacks
+):
+    from tests.factories import AdminFactory
+
+    settings.EXPORT_DIR = str(tmp_path)
+    (tmp_path / "oasst-trees.jsonl").write_bytes(synthetic_export.read_bytes())
+    admin = AdminFactory()
+    client.force_login(admin)
+    assert client.get("/admin/training/trainingrun/add/?kind=dpo").status_code == 200
+    form = {"data_file": "oasst-trees.jsonl", "policy": str(tiny_gpt2), "epochs": "1", "lr": "0.001", "beta": "0.1",
+            "batch_size": "16"}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/admin/training/trainingrun/add/?kind=dpo", form)
+    run = TrainingRun.objects.get(kind=TrainingRun.Kind.DPO, launched_by=admin)
+    assert response.status_code == 302
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error  # Celery runs eagerly without a broker
+    assert run.parameters["beta"] == 0.1 and run.parameters["policy"] == str(tiny_gpt2)
+    assert run.metrics["eval"]["pairs"] > 0 and "eval_margins" not in run.metrics
+    assert (Path(run.output_dir) / "training_curve.png").is_file()
+
+
+def test_the_dpo_launch_form_refuses_a_non_positive_beta(admin_client, settings, tmp_path, tiny_gpt2):
+    settings.EXPORT_DIR = str(tmp_path)
+    (tmp_path / "oasst-trees.jsonl").write_text("")
+    form = {"data_file": "oasst-trees.jsonl", "policy": str(tiny_gpt2), "epochs": "1", "lr": "0.001", "beta": "0",
+            "batch_size": "16"}
+    response = admin_client.post("/admin/training/trainingrun/add/?kind=dpo", form)
+    assert response.status_code == 200 and "beta" in response.context["form"].errors
+    assert not TrainingRun.objects.filter(kind=TrainingRun.Kind.DPO, launched_by__isnull=False).exists()

@@ -2,7 +2,6 @@
 
 import json
 import math
-from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from training.ppo import (
     AdaptiveKLController,
     PPOConfig,
     PPOTrainer,
+    RunningMoments,
     clipped_policy_loss,
     clipped_value_loss,
     gae_advantages,
@@ -22,23 +22,10 @@ from training.ppo import (
     masked_whiten,
 )
 
-from .tiny_models import MARKER
+from .tiny_models import MARKER, TINY_PPO, run_ppo
 
 # The module fixture records a run: every test declares the database so that it is set up even when run alone.
 pytestmark = pytest.mark.django_db
-
-# A tiny policy learns quickly with a large rate; temperature 0.7 keeps its samples from being noise.
-TINY = {
-    "steps": 20,
-    "batch_size": 16,
-    "mini_batch_size": 8,
-    "lr": 1e-3,
-    "max_new_tokens": 12,
-    "eval_every": 5,
-    "checkpoint_every": 5,
-    "seed": 0,
-}
-
 
 # --- the math --------------------------------------------------------------------------------------------------------
 
@@ -121,6 +108,16 @@ def test_the_adaptive_kl_controller_raises_beta_above_target_and_caps_the_error_
     assert controller.value == pytest.approx(0.1 * (1 - 0.1 * 10 / 100))
 
 
+def test_running_moments_of_batches_equal_the_moments_of_all_scores():
+    batches = [[0.5, -1.0, 2.0], [3.0], [-0.25, 0.75, 1.5, 0.0]]
+    moments = RunningMoments()
+    for batch in batches:
+        moments.update(batch)
+    every = torch.tensor([value for batch in batches for value in batch], dtype=torch.float64)
+    assert moments.mean == pytest.approx(every.mean().item(), abs=1e-3)
+    assert moments.std == pytest.approx(every.std(unbiased=False).item(), abs=1e-3)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -143,31 +140,6 @@ def test_batch_sizes_must_split_evenly_over_the_processes():
 
 
 # --- end to end --------------------------------------------------------------------------------------------------
-
-
-def run_ppo(output: Path, reward_model: Path, prompts: Path, policy: Path, **options) -> str:
-    stdout = StringIO()
-    call_command(
-        "train_ppo",
-        reward_model=str(reward_model),
-        prompts=str(prompts),
-        output=str(output),
-        policy=str(policy),
-        stdout=stdout,
-        **{**TINY, **options},
-    )
-    return stdout.getvalue()
-
-
-@pytest.fixture(scope="module")
-def ppo_run(marker_reward_model, synthetic_export, tiny_gpt2, tmp_path_factory, django_db_setup, django_db_blocker):
-    output = tmp_path_factory.mktemp("ppo") / "policy"
-    with django_db_blocker.unblock():
-        stdout = run_ppo(output, marker_reward_model, synthetic_export, tiny_gpt2)
-        run = TrainingRun.objects.get(kind=TrainingRun.Kind.PPO, output_dir=str(output))
-    yield output, stdout, run
-    with django_db_blocker.unblock():
-        run.delete()
 
 
 def test_ppo_writes_policy_metrics_curves_samples_and_card(ppo_run):
@@ -208,7 +180,7 @@ def test_metrics_record_provenance_of_prompts_reward_model_and_code(ppo_run, syn
     assert len(metrics["data"]["sha256"]) == 64
     assert metrics["reward_model"]["folder"] == str(marker_reward_model.resolve())
     assert metrics["reward_model"]["held_out_accuracy"] > 0.5
-    assert metrics["config"]["lr"] == TINY["lr"] and metrics["processes"] == 1
+    assert metrics["config"]["lr"] == TINY_PPO["lr"] and metrics["processes"] == 1
     assert run.status == TrainingRun.Status.SUCCEEDED and run.progress == 100
     assert run.data_sha256 == metrics["data"]["sha256"]
     assert run.metrics["held_out_reward"] == metrics["held_out_reward"]
@@ -223,9 +195,9 @@ def test_the_saved_policy_reloads_and_answers(ppo_run, marker_reward_model, synt
         prompts=str(synthetic_export),
         output=str(tmp_path),
         policy=str(output),
-        batch_size=TINY["batch_size"],  # the same evaluation batches, so the same padding
-        mini_batch_size=TINY["mini_batch_size"],
-        seed=TINY["seed"],
+        batch_size=TINY_PPO["batch_size"],  # the same evaluation batches, so the same padding
+        mini_batch_size=TINY_PPO["mini_batch_size"],
+        seed=TINY_PPO["seed"],
     )
     trainer = PPOTrainer(config)
     evaluation = trainer.evaluate()
@@ -370,5 +342,5 @@ def test_the_ppo_launch_form_refuses_bad_settings_and_an_unknown_reward_model(ad
     errors = response.context["form"].errors
     assert response.status_code == 200
     assert "reward_model" in errors and "prepare_base_models" in str(errors["policy"])
-    assert not TrainingRun.objects.filter(kind=TrainingRun.Kind.PPO).exists()
+    assert not TrainingRun.objects.filter(kind=TrainingRun.Kind.PPO, launched_by__isnull=False).exists()
     assert admin_client.get("/admin/training/trainingrun/add/?kind=nonsense").status_code == 404

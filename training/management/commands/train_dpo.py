@@ -37,6 +37,7 @@ class Command(train_reward_model.Command):
         parser.add_argument("--seed", type=int, default=defaults.seed)
 
     def handle(self, *args, **options):
+        train_reward_model.raise_on_sigterm()
         data = Path(options["data"])
         if not data.is_file():
             raise CommandError(f"no export file at {data}")

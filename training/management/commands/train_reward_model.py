@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -18,6 +19,26 @@ from training.reward import (
     train_reward_model,
 )
 from training.services import training_run_fail, training_run_progress, training_run_start, training_run_succeed
+
+
+class Terminated(SystemExit):
+    """SIGTERM (a deploy, `kill`, a container stopping) raised in the main thread, so the command's
+    failure path records the run failed instead of leaving it running; exits 128 + the signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signal_name = signal.Signals(signum).name
+
+    def __str__(self) -> str:
+        return f"stopped by {self.signal_name}"
+
+
+def raise_on_sigterm() -> None:
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+        raise Terminated(signum)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _positive_int(value: str) -> int:
@@ -49,6 +70,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=defaults.seed)
 
     def handle(self, *args, **options):
+        raise_on_sigterm()
         data = Path(options["data"])
         if not data.is_file():
             raise CommandError(f"no export file at {data}")
