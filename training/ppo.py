@@ -809,7 +809,7 @@ def plot_ppo_curves(history: list[dict], evaluations: list[dict], path: Path) ->
         (axes[0][2], ("kl_coef",), "KL coefficient (adaptive)"),
         (axes[1][0], ("entropy",), "Entropy (per token)"),
         (axes[1][1], ("clip_fraction", "value_clip_fraction"), "Clip fractions"),
-        (axes[1][2], ("value_loss", "response_length"), "Value loss and reply length"),
+        (axes[1][2], ("value_loss",), "Value loss (reply length on the right)"),
     ]
     for axis, keys, title in panels:
         for key in keys:
@@ -817,6 +817,9 @@ def plot_ppo_curves(history: list[dict], evaluations: list[dict], path: Path) ->
         axis.set_title(title)
         if len(keys) > 1:
             axis.legend()
+    length_axis = axes[1][2].twinx()
+    length_axis.plot(steps, [row["response_length"] for row in history], color="tab:orange", alpha=0.6)
+    length_axis.set_ylabel("reply tokens")
     for axis in axes[1]:
         axis.set_xlabel("PPO step")
     figure.tight_layout()

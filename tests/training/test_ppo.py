@@ -202,7 +202,8 @@ def test_the_saved_policy_reloads_and_answers(ppo_run, marker_reward_model, synt
     trainer = PPOTrainer(config)
     evaluation = trainer.evaluate()
     metrics = json.loads((output / "metrics.json").read_text())
-    assert evaluation["reward_mean"] == pytest.approx(metrics["held_out_reward"]["after"], abs=1e-4)
+    # the same weights and batches; CPU kernels may sum in another order, hence the tolerance
+    assert evaluation["reward_mean"] == pytest.approx(metrics["held_out_reward"]["after"], abs=1e-3)
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_result(
