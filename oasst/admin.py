@@ -4,7 +4,7 @@ Bans and purges go through oasst.services, which check the permission and write 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 
 from oasst import services
@@ -49,6 +49,29 @@ class UserAdmin(DjangoUserAdmin):
         if not request.user.is_superuser:  # moderators cannot grant rights, least of all to themselves
             fields += ["is_staff", "is_superuser", "groups", "user_permissions", "is_active", "password"]
         return fields
+
+    def get_fieldsets(self, request, obj=None):
+        """Moderators never see nor set an email: pointing one at their own mailbox, then resetting the
+        password, would open any account."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if request.user.is_superuser or obj is None:
+            return fieldsets
+        return [(name, {**options, "fields": tuple(f for f in options["fields"] if f != "email")})
+                for name, options in fieldsets]
+
+    def get_list_display(self, request):
+        fields = super().get_list_display(request)
+        return fields if request.user.is_superuser else tuple(f for f in fields if f != "email")
+
+    def get_search_fields(self, request):
+        """Searching by email would tell a moderator whose address it is."""
+        fields = super().get_search_fields(request)
+        return fields if request.user.is_superuser else tuple(f for f in fields if f != "email")
+
+    def user_change_password(self, request, id, form_url=""):
+        if not request.user.is_superuser:  # a password set by a moderator would open any account
+            raise PermissionDenied
+        return super().user_change_password(request, id, form_url)
 
     def has_moderate_permission(self, request) -> bool:
         return request.user.has_perm("oasst.moderate_user")

@@ -4,14 +4,16 @@ Every API error answers `{"detail": "...", "code": "..."}`; invalid input adds `
 (field -> messages).
 """
 
+import logging
+
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.authtoken.models import Token
-from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -19,6 +21,8 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 User = get_user_model()
+
+logger = logging.getLogger(__name__)
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -67,6 +71,10 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, (OperationalError, InterfaceError)):  # the database restarts or is unreachable
+        logger.exception("database unavailable")
+        body = {"detail": "The database is unavailable; try again shortly.", "code": "database_unavailable"}
+        return Response(body, status=503, headers={"Retry-After": "5"})
     response = drf_exception_handler(exc, context)
     if response is not None:
         response.data = error_body(exc)
@@ -83,23 +91,48 @@ class UserSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class IPRateThrottle(ScopedRateThrottle):
+    """The view's `throttle_ip_scope` rate, counted per client IP whether or not the client is signed
+    in: accounts made in bulk behind one address share one budget."""
+
+    scope_attr = "throttle_ip_scope"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=254, help_text="Username or email.")
+    password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
+
+
 class TokenResponseSerializer(serializers.Serializer):
     token = serializers.CharField()
 
 
 class TokenObtainView(APIView):
-    """Exchange a username (or email) and password for the user's API token."""
+    """Exchange a username (or email) and password for the user's API token. The password is checked
+    by allauth, so failed attempts count toward the same per-account limit as the log-in page
+    (5 in 5 minutes): spreading a guessing attack over many addresses does not help."""
 
     permission_classes = [AllowAny]
     authentication_classes = []
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "token"
 
-    @extend_schema(request=AuthTokenSerializer,
+    @extend_schema(request=TokenRequestSerializer,
                    responses={200: TokenResponseSerializer, 400: ErrorSerializer, 429: ErrorSerializer})
     def post(self, request):
-        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
-        serializer.is_valid(raise_exception=True)
-        user = serializer.validated_data["user"]
+        from allauth.account.adapter import get_adapter
+
+        body = TokenRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            user = get_adapter(request._request).authenticate(request._request, **body.validated_data)
+        except DjangoValidationError:  # allauth's too_many_login_attempts
+            raise exceptions.Throttled(wait=300, detail="Too many failed log-in attempts for this account.") from None
+        if user is None:
+            raise exceptions.ValidationError({"non_field_errors": ["Unable to log in with provided credentials."]},
+                                             code="authorization")
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})

@@ -3,7 +3,7 @@ every moderation service writes in its transaction."""
 
 from __future__ import annotations
 
-from oasst.errors import Forbidden
+from oasst.errors import Forbidden, ServiceError
 from oasst.models import ModerationEvent, User
 
 
@@ -14,8 +14,21 @@ def check_permission(actor: User, permission: str) -> None:
 
 
 
+MAX_REASON_LENGTH = 500
+
+
+def clean_reason(reason: str | None) -> str:
+    """A moderation reason, stripped; refused beyond 500 characters."""
+    reason = (reason or "").strip()
+    if len(reason) > MAX_REASON_LENGTH:
+        raise ServiceError(f"A reason is at most {MAX_REASON_LENGTH} characters.", code="reason_too_long")
+    return reason
+
+
 def moderation_record(*, actor: User | None, action: str, target_type: str, target_id, reason: str = "",
                       before: dict | None = None, after: dict | None = None) -> ModerationEvent:
+    """One audit entry; the reason is checked here too, whoever the caller."""
+    reason = clean_reason(reason)
     return ModerationEvent.objects.create(
         actor=actor, action=action, target_type=target_type, target_id=str(target_id), reason=reason,
         before=before or {}, after=after or {},

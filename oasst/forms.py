@@ -1,6 +1,8 @@
 """Forms of the profile pages; the services re-check everything they are given."""
 
+from allauth.account.forms import SignupForm as AllauthSignupForm
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -41,3 +43,15 @@ class AccountDeleteForm(forms.Form):
         if username != self.user.username:
             raise ValidationError(_("That is not your username."), code="username_mismatch")
         return username
+
+
+class SignupForm(AllauthSignupForm):
+    """allauth's sign-up form, its honeypot field hidden by a class instead of the style attribute
+    allauth gives it: the Content-Security-Policy blocks style attributes, which would show the trap."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        honeypot = self.fields.get(settings.ACCOUNT_SIGNUP_FORM_HONEYPOT_FIELD or "")
+        if honeypot is not None:
+            honeypot.widget.attrs.pop("style", None)
+            honeypot.widget.attrs["class"] = "honeypot"

@@ -1,9 +1,11 @@
-"""Health of the parts the app cannot serve without: the database, and the broker when configured."""
+"""Health of the parts the app needs: the database, and the cache and broker when configured. The site
+still serves pages while the cache or broker is down (oasst/cache.py), but /healthz reports it."""
 
 import logging
 
 import redis
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 
 logger = logging.getLogger(__name__)
@@ -13,6 +15,11 @@ def database_check() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         cursor.fetchone()
+
+
+def cache_check() -> None:
+    if hasattr(cache, "ping"):  # the Redis cache; local memory cannot fail
+        cache.ping()
 
 
 def broker_check() -> None:
@@ -28,7 +35,7 @@ def broker_check() -> None:
 def health_report() -> dict[str, str]:
     """{part: error class} for each failing part; empty when healthy. Details go to the log only."""
     failures = {}
-    for part, check in (("database", database_check), ("broker", broker_check)):
+    for part, check in (("database", database_check), ("cache", cache_check), ("broker", broker_check)):
         try:
             check()
         except Exception as exc:  # any failure of a part means unhealthy

@@ -10,4 +10,5 @@ urlpatterns = [
     path("token/", views.profile_token, name="profile-token"),
     path("data/", views.profile_data, name="profile-data"),
     path("delete/", views.profile_delete, name="profile-delete"),
+    path("logout-everywhere/", views.profile_logout_everywhere, name="profile-logout-everywhere"),
 ]

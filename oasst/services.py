@@ -9,19 +9,23 @@ from importlib import import_module
 from allauth.account.models import EmailAddress
 from allauth.socialaccount.models import SocialAccount
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from oasst.audit import check_permission, moderation_record
+from oasst.audit import check_permission, clean_reason, moderation_record
+from oasst.celery import enqueue_on_commit
 from oasst.errors import Conflict, Forbidden, NotFound, ServiceError
 from oasst.languages import LANGUAGES
-from oasst.models import User
+from oasst.models import ModerationEvent, User
 from ranking.models import ContributionEvent, LeaderboardEntry, Ranking, UserScore
 from tasks.jobs import tasks_expire_job
 from tasks.models import EmojiReaction, Message, MessageRevision, Review, Task
 from tasks.selectors import open_tasks
+from training.models import TrainingRun
 
 DISPLAY_NAME_MAX = 64
 EXPORT_FORMAT = "oasst-user-data"
@@ -85,11 +89,22 @@ def _rows(queryset, *fields) -> list[dict]:
     return list(queryset.values(*fields))
 
 
+def _user_sessions(user: User) -> list:
+    """The user's unexpired sessions in a database-backed store (other stores cannot be listed)."""
+    if not settings.SESSION_ENGINE.endswith((".db", ".cached_db")):
+        return []
+    store = import_module(settings.SESSION_ENGINE).SessionStore()
+    return [session for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator(chunk_size=2000)
+            if store.decode(session.session_data).get("_auth_user_id") == str(user.pk)]
+
+
 @transaction.atomic
 def user_data_export(*, user: User) -> dict:
     """Everything stored about the user, for "download my data". Other people appear only as ids of
-    the messages the user reviewed, ranked or reacted to; the tasks' payloads (other people's text)
-    and the API token's key (a credential) are left out."""
+    the messages the user reviewed, ranked or reacted to; the tasks' payloads (other people's text),
+    the text other people wrote that a moderator's edit replaced, the names in the admin's history,
+    and credentials (the API token's key, session keys) are left out. tests/oasst/test_privacy.py
+    checks that every model pointing at a user has its section here."""
     user = User.objects.get(pk=user.pk)
     token = Token.objects.filter(user=user).values("created").first()
     messages = _rows(
@@ -118,6 +133,8 @@ def user_data_export(*, user: User) -> dict:
             "streak_days": user.streak_days, "streak_last_day_at": user.streak_last_day_at,
             "is_banned": user.is_banned, "ban_reason": user.ban_reason, "is_staff": user.is_staff,
             "groups": sorted(user.groups.values_list("name", flat=True)),
+            "permissions": sorted(f"{app}.{codename}" for app, codename in user.user_permissions.values_list(
+                "content_type__app_label", "codename")),
             "api_token": {"exists": token is not None, "created": token["created"] if token else None},
         },
         "email_addresses": _rows(EmailAddress.objects.filter(user=user).order_by("pk"),
@@ -141,22 +158,36 @@ def user_data_export(*, user: User) -> dict:
                                      "kind", "message_id", "created_at"),
         "leaderboard": _rows(LeaderboardEntry.objects.filter(user=user).order_by("frame"),
                              "frame", "rank", "score", "level", "built_at"),
+        "sessions": [{"expires_at": session.expire_date} for session in _user_sessions(user)],
+        "moderation_actions": _rows(ModerationEvent.objects.filter(actor=user).order_by("created_at", "pk"),
+                                    "action", "target_type", "target_id", "reason", "created_at"),
+        "message_edits": _rows(MessageRevision.objects.filter(editor=user).order_by("created_at", "pk"),
+                               "message_id", "created_at"),
+        "admin_actions": _rows(LogEntry.objects.filter(user=user).order_by("action_time", "pk"),
+                               "action_time", "action_flag", "content_type__app_label", "content_type__model",
+                               "object_id", "change_message"),
+        "training_runs": _rows(TrainingRun.objects.filter(launched_by=user).order_by("created_at", "pk"),
+                               "id", "kind", "status", "data_file", "created_at", "finished_at"),
     }
 
 
 def _sessions_delete(user: User) -> int:
     """Delete the user's stored sessions. Sessions carry no user column, so a database-backed store
     is scanned; other stores are left to expire (an unusable password already invalidates them)."""
-    if not settings.SESSION_ENGINE.endswith((".db", ".cached_db")):
-        return 0
     engine = import_module(settings.SESSION_ENGINE)
-    store = engine.SessionStore()
-    keys = [session.session_key
-            for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator(chunk_size=2000)
-            if store.decode(session.session_data).get("_auth_user_id") == str(user.pk)]
+    keys = [session.session_key for session in _user_sessions(user)]
     for key in keys:
         engine.SessionStore(session_key=key).delete()
     return len(keys)
+
+
+@transaction.atomic
+def logout_everywhere(*, user: User) -> dict[str, int]:
+    """Revoke every credential the user holds: all their sessions (this browser's too) and their API
+    token. Returns how many of each were removed. The password stays; logging in again works."""
+    locked = user_locked(user.pk)
+    tokens, _ = Token.objects.filter(user=locked).delete()
+    return {"sessions": _sessions_delete(locked), "tokens": tokens}
 
 
 @transaction.atomic
@@ -169,9 +200,12 @@ def account_delete(*, user: User) -> User:
     rules that read the author (one reply per parent, no review of one's own message, a moderator's
     purge) keep working. The username becomes a random `deleted-<hex>`; email, names, ban reason,
     password, staff rights, email addresses, social accounts, API token, sessions, scores and
-    leaderboard rows are removed; the account can never log in again. What stays is tied to that
-    row only: messages, reviews, rankings, reactions (their counts are on others' messages), tasks,
-    contribution events and the ban flag. Open tasks are expired so the work they reserved is released.
+    leaderboard rows are removed; the account can never log in again; the admin's history of changes
+    to the account names it by its new username. What stays is tied to that row only: messages,
+    reviews, rankings, reactions (their counts are on others' messages), tasks, contribution events,
+    moderation actions, edits and training runs the user made, and the ban flag. Open tasks are
+    expired so the work they reserved is released. tests/oasst/test_privacy.py checks that every
+    model pointing at a user is handled here.
     """
     locked = user_locked(user.pk, no_key=False)
     check_account_active(locked)
@@ -198,8 +232,10 @@ def account_delete(*, user: User) -> User:
     Token.objects.filter(user=locked).delete()
     UserScore.objects.filter(user=locked).delete()
     LeaderboardEntry.objects.filter(user=locked).delete()
+    LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(User), object_id=str(locked.pk)).update(
+        object_repr=locked.username)
     if open_tasks(user=locked).update(expires_at=timezone.now()):
-        transaction.on_commit(tasks_expire_job.delay)
+        enqueue_on_commit(tasks_expire_job)
     _sessions_delete(locked)
     user.refresh_from_db()
     return user
@@ -220,14 +256,15 @@ def _moderated_user(actor: User, user_id) -> User:
 @transaction.atomic
 def user_ban(*, actor: User, user_id, reason: str = "") -> User:
     """Ban a user: from now on they get no tasks and cannot submit; their open tasks are released."""
+    reason = clean_reason(reason)
     target = _moderated_user(actor, user_id)
     if target.is_superuser or target.pk == actor.pk:
         raise Forbidden("Administrators and you yourself cannot be banned here.", code="cannot_ban")
     before = {"is_banned": target.is_banned, "ban_reason": target.ban_reason}
-    target.is_banned, target.ban_reason = True, (reason or "").strip()[:500]
+    target.is_banned, target.ban_reason = True, reason
     target.save(update_fields=["is_banned", "ban_reason"])
     if open_tasks(user=target).update(expires_at=timezone.now()):
-        transaction.on_commit(tasks_expire_job.delay)
+        enqueue_on_commit(tasks_expire_job)
     moderation_record(actor=actor, action="user_ban", target_type="user", target_id=target.pk, reason=reason,
                       before=before, after={"is_banned": True, "ban_reason": target.ban_reason})
     return target

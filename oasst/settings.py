@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_htmx",
+    "csp",
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
@@ -57,7 +58,9 @@ INSTALLED_APPS += [f"allauth.socialaccount.providers.{name}" for name in SOCIALA
 
 MIDDLEWARE = [
     "oasst.middleware.HealthCheckMiddleware",
+    "oasst.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -102,7 +105,7 @@ REDIS_URL = env.url("REDIS_URL", schemes={"redis", "rediss"})
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "oasst.cache.DegradingRedisCache",  # Redis down: misses, not errors (see oasst/cache.py)
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "oasst",
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
@@ -119,9 +122,13 @@ CELERY_TASK_ACKS_LATE = True  # a job is acknowledged after it ran: a killed wor
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
+# Seconds before a job taken by a worker that died is delivered again (the fault tests use a few seconds).
+CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+# Sending a job subscribes to its result first: with Redis down, fail after one retry, not after 20 s (Celery's
+# default); the job is then sent again by a sweep (oasst.celery.enqueue_on_commit).
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+                                           "retry_policy": {"max_retries": 1}}
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Training jobs run for hours: their own queue (`celery worker -Q training`) keeps web jobs from starving.
@@ -133,6 +140,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # The nightly export (tasks.nightly_export): where the files go, how many are kept.
 EXPORT_DIR = env.str("OASST_EXPORT_DIR", str(BASE_DIR / "exports"))
 EXPORT_KEEP = env.int("OASST_EXPORT_KEEP", 7, minimum=1)
+# The seed of the id hashes in anonymised exports (export_trees, the nightly export): set it to keep a
+# user's pseudonym stable across releases; unset, each export gets a random one. Keep it secret.
+EXPORT_ANONYMIZE_SEED = env.str("OASST_EXPORT_ANONYMIZE_SEED")
 # Base models prepared by `manage.py prepare_base_models` (the SmolLM2 policy), and the default PPO/DPO policy.
 MODELS_DIR = env.str("OASST_MODELS_DIR", str(BASE_DIR / "models"))
 
@@ -149,6 +159,7 @@ CELERY_BEAT_SCHEDULE = {
     "scoring-retry": {"task": "ranking.scoring_retry", "schedule": 600.0},
     "nightly-export": {"task": "tasks.nightly_export", "schedule": crontab(hour=3, minute=30)},
     "training-fail-stale-runs": {"task": "training.fail_stale_runs", "schedule": 600.0},
+    "training-resend-unsent-runs": {"task": "oasst.resend_unsent_training_runs", "schedule": 300.0},
     **{f"leaderboard-{frame}": {"task": "ranking.leaderboard_rebuild", "schedule": minutes * 60.0, "args": [frame]}
        for frame, minutes in LEADERBOARD_REFRESH_MINUTES.items()},
 }
@@ -213,6 +224,7 @@ ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 ACCOUNT_SIGNUP_FORM_HONEYPOT_FIELD = "website"
+ACCOUNT_FORMS = {"signup": "oasst.forms.SignupForm"}  # the honeypot hidden without a style attribute (CSP)
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "http" if DEBUG else "https"
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[OASST] "
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
@@ -232,6 +244,10 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "OASST <noreply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # API
+# No page takes files either: an upload stays in memory up to FILE_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) and is dropped
+# beyond, never written to a temporary file; other request bodies stop at DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB).
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler"]
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an unauthenticated request then gets 401 with WWW-Authenticate: Token.
@@ -241,13 +257,23 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "oasst.api.exception_handler",
+    # No view takes files: multipart bodies are refused (415) instead of being spooled to disk.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "rest_framework.parsers.FormParser"],
+    # Per user (task_request, submission) and per client IP, whoever is signed in (the *_ip scopes:
+    # many accounts behind one address share them). Counted in the cache: Redis in production.
     "DEFAULT_THROTTLE_RATES": {
         "token": "10/min",
         "task_request": env.str("OASST_TASK_REQUEST_RATE", "120/min"),
         "submission": env.str("OASST_SUBMISSION_RATE", "120/min"),
+        "task_request_ip": env.str("OASST_TASK_REQUEST_IP_RATE", "600/min"),
+        "submission_ip": env.str("OASST_SUBMISSION_IP_RATE", "600/min"),
     },
+    # The client IP is REMOTE_ADDR unless this many proxies in front append to X-Forwarded-For: a client
+    # cannot dodge a per-IP limit by sending its own X-Forwarded-For.
+    "NUM_PROXIES": env.int("OASST_TRUSTED_PROXY_COUNT", 0, minimum=0),
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
+ALLAUTH_TRUSTED_PROXY_COUNT = REST_FRAMEWORK["NUM_PROXIES"]  # allauth's sign-up and log-in limits per IP
 SPECTACULAR_SETTINGS = {
     "TITLE": "OASST API",
     "DESCRIPTION": "Crowdsourced conversation trees for training an open chat assistant.",
@@ -258,6 +284,8 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI's files are served from our static files: the docs work without internet.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # No badge image from validator.swagger.io: the page loads nothing from outside (CSP).
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
 }
 
@@ -291,15 +319,46 @@ if env.bool("TRUST_X_FORWARDED_PROTO", False):
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", not DEBUG)
 SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"  # Lax, not Strict: a link from an email or another site still arrives logged in
+CSRF_COOKIE_HTTPONLY = True  # no script reads it: pages send the token from the template (hx-headers)
+CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
+# Content-Security-Policy (django-csp). No inline script or style anywhere: every page, the admin,
+# allauth and Swagger UI load their scripts and styles from our static files. style-src is 'self'
+# too (no 'unsafe-inline'): our templates carry no style attributes, Swagger UI's and the admin's
+# scripts set styles through the DOM (element.style), which CSP allows. img-src adds data: for the
+# icons Swagger UI's and the admin's stylesheets embed. docs/security.md explains each directive.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# Logs go to stdout: JSON lines in production, plain text in development; every record carries the
+# request id (oasst.logging). What a log line may hold: docs/security.md, "Logs".
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+LOG_FORMAT = env.choice("LOG_FORMAT", "plain" if DEBUG else "json", {"json", "plain"})
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "oasst.logging.RequestIdFilter"}},
+    "formatters": {"json": {"()": "oasst.logging.JsonFormatter"}, "plain": {"()": "oasst.logging.PlainFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
+                             "formatter": LOG_FORMAT, "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # runserver's own request lines carry the query string; the access log (oasst.access) replaces them.
+    "loggers": {"django.server": {"level": "WARNING"}},
 }

@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views import defaults
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from rest_framework.authtoken.models import Token
 
 from oasst import services
@@ -229,6 +229,17 @@ def profile_data(request):
     filename = f"oasst-data-{request.user.username}-{timezone.now():%Y-%m-%d}.json"
     response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=filename)
     return response
+
+
+@login_required
+@require_POST
+def profile_logout_everywhere(request):
+    """End every session of the user (this one too) and revoke their API token."""
+    revoked = services.logout_everywhere(user=request.user)
+    logout(request)
+    messages.success(request, _("You are logged out everywhere: %(sessions)d sessions ended, %(tokens)d API tokens "
+                                "revoked.") % revoked)
+    return redirect("account_login")
 
 
 @login_required

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
@@ -74,9 +75,12 @@ def tree_score_or_fail(*, tree_id) -> MessageTree:
         return tree_scoring_failed(tree_id=tree_id)
 
 
-def trees_scoring_retry() -> int:
-    """Put trees whose scoring failed back to scoring, and score them."""
+def trees_scoring_retry(*, unsent_after: timedelta = timedelta(minutes=10)) -> int:
+    """Put trees whose scoring failed back to scoring, and score them; also score trees left ready for
+    scoring for longer than unsent_after (their job was never sent: the broker was down)."""
     retried = 0
+    unsent = list(MessageTree.objects.filter(state=TreeState.READY_FOR_SCORING,
+                                             updated_at__lt=timezone.now() - unsent_after).values_list("pk", flat=True))
     for tree_id in MessageTree.objects.filter(state=TreeState.SCORING_FAILED).values_list("pk", flat=True):
         with transaction.atomic():
             tree = tree_locked(tree_id)
@@ -84,6 +88,9 @@ def trees_scoring_retry() -> int:
                 continue
             tree_transition(tree, TreeState.READY_FOR_SCORING)
         tree_score_or_fail(tree_id=tree_id)
+        retried += 1
+    for tree_id in unsent:
+        tree_score_or_fail(tree_id=tree_id)  # a no-op when its job scored it meanwhile
         retried += 1
     return retried
 

@@ -16,6 +16,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from oasst.models import User
 from tasks import selectors, services
@@ -323,7 +324,12 @@ class FlaggedMessageAdmin(admin.ModelAdmin):
             self.message_user(request, f"Flag {flag_id}: {decision}.", messages.SUCCESS)
         except ValidationError as error:
             self.message_user(request, " ".join(error.messages), messages.ERROR)
-        return redirect(request.POST.get("next") or reverse("admin:tasks_flaggedmessage_changelist"))
+        back = request.POST.get("next", "")
+        if not url_has_allowed_host_and_scheme(
+            back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            back = reverse("admin:tasks_flaggedmessage_changelist")  # never a redirect off the site
+        return redirect(back)
 
     @admin.display(description="message")
     def message_excerpt(self, flag: FlaggedMessage) -> str:

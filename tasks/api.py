@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from oasst.api import ErrorSerializer, UserSerializer
+from oasst.api import ErrorSerializer, IPRateThrottle, UserSerializer
 from oasst.languages import LANGUAGES
 from ranking.models import Ranking
 from tasks import oasst_format, selectors, services
@@ -37,16 +37,15 @@ class TaskSerializer(serializers.Serializer):
     acked_at = serializers.DateTimeField(read_only=True, allow_null=True)
     done = serializers.BooleanField(read_only=True)
     skipped = serializers.BooleanField(read_only=True)
-    conversation = ConversationMessageSerializer(many=True, source="payload.conversation", required=False,
-                                                 read_only=True)
-    message_id = serializers.UUIDField(source="payload.message_id", required=False, read_only=True)
-    reply_messages = ConversationMessageSerializer(many=True, source="payload.reply_messages", required=False,
-                                                   read_only=True)
+    # Present by task type only: not read_only, which the schema would mark as always present.
+    conversation = ConversationMessageSerializer(many=True, source="payload.conversation", required=False)
+    message_id = serializers.UUIDField(source="payload.message_id", required=False)
+    reply_messages = ConversationMessageSerializer(many=True, source="payload.reply_messages", required=False)
     valid_labels = serializers.ListField(child=serializers.CharField(), source="payload.valid_labels",
-                                         required=False, read_only=True)
+                                         required=False)
     mandatory_labels = serializers.ListField(child=serializers.CharField(), source="payload.mandatory_labels",
-                                             required=False, read_only=True)
-    mode = serializers.CharField(source="payload.mode", required=False, read_only=True)
+                                             required=False)
+    mode = serializers.CharField(source="payload.mode", required=False)
 
 
 class TaskRequestSerializer(serializers.Serializer):
@@ -56,7 +55,7 @@ class TaskRequestSerializer(serializers.Serializer):
 
 
 class NackSerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, default="")
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=services.MAX_REASON, default="")
 
 
 class SubmitSerializer(serializers.Serializer):
@@ -65,7 +64,8 @@ class SubmitSerializer(serializers.Serializer):
 
     text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     client_id = serializers.CharField(required=False, allow_blank=True, max_length=64, default="")
-    ranking = serializers.ListField(child=serializers.CharField(), required=False)
+    ranking = serializers.ListField(child=serializers.CharField(max_length=64), required=False,
+                                    max_length=services.MAX_RANKING_LENGTH)
     not_rankable = serializers.BooleanField(required=False, default=False)
     labels = serializers.DictField(child=serializers.FloatField(), required=False)
     report = serializers.BooleanField(required=False, default=False)
@@ -139,8 +139,9 @@ SUBMISSION_RESULT = PolymorphicProxySerializer(
 
 
 class TaskListView(APIView):
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [ScopedRateThrottle, IPRateThrottle]
     throttle_scope = "task_request"
+    throttle_ip_scope = "task_request_ip"
 
     @extend_schema(operation_id="tasks_request", request=TaskRequestSerializer,
                    responses={201: TaskSerializer, **ERRORS},
@@ -189,8 +190,9 @@ class TaskNackView(APIView):
 
 
 class TaskSubmitView(APIView):
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [ScopedRateThrottle, IPRateThrottle]
     throttle_scope = "submission"
+    throttle_ip_scope = "submission_ip"
 
     @extend_schema(operation_id="tasks_submit", request=SubmitSerializer,
                    responses={201: SUBMISSION_RESULT, **ERRORS})
@@ -354,7 +356,7 @@ class ModerationFlagResolveView(APIView):
         return Response({"message_id": flag.message_id})
 
 
-# --- Exports (staff and researchers) -----------------------------------------------------------
+# --- Exports (researchers) ----------------------------------------------------------------------
 
 
 class ExportQuerySerializer(serializers.Serializer):
@@ -375,7 +377,7 @@ class ExportQuerySerializer(serializers.Serializer):
 class ExportView(APIView):
     @extend_schema(operation_id="exports_download", parameters=[ExportQuerySerializer],
                    responses={(200, "application/jsonl"): OpenApiTypes.STR, **ERRORS},
-                   description="Staff and researchers: stream an export in the oasst format (JSON Lines). "
+                   description="Researchers: stream an export in the oasst format (JSON Lines). "
                                "Defaults as `manage.py export_trees`: ready_for_export trees without deleted, "
                                "spam or synthetic messages.")
     def get(self, request):
@@ -383,8 +385,10 @@ class ExportView(APIView):
 
         from tasks.export import ExportFilters, export_lines
 
-        if not (request.user.is_staff or request.user.has_perm("tasks.export_trees")):
-            raise PermissionDenied("Exports are for staff and researchers.")
+        # Exports carry what the site never shows (deleted and spam messages, author ids): researchers
+        # (the export_trees permission) and superusers only; being staff alone grants nothing.
+        if not request.user.has_perm("tasks.export_trees"):
+            raise PermissionDenied("Exports are for researchers.")
         query = ExportQuerySerializer(data={**request.query_params.dict(),
                                             "state": request.query_params.getlist("state"),
                                             "lang": request.query_params.getlist("lang")})

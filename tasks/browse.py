@@ -25,6 +25,7 @@ from tasks.models import Emoji, EmojiReaction, Message, Role
 
 PAGE_SIZE = 25
 MAX_QUERY = 200
+MAX_PAGE = 100_000  # an offset past this is no page anyone reads, and past 2**63 the database refuses it
 REVIEW_STATES = {"accepted": True, "rejected": False, "undecided": None}
 # Emoji code -> (symbol, accessible name), in the order of tasks.models.Emoji.
 EMOJI_DISPLAY = {
@@ -52,7 +53,7 @@ class MessageFilterForm(forms.Form):
     review = forms.ChoiceField(label=_("Review"), required=False,
                                choices=[("", _("Any review state")), ("accepted", _("Accepted")),
                                         ("rejected", _("Rejected")), ("undecided", _("Undecided"))])
-    page = forms.IntegerField(min_value=1, required=False)
+    page = forms.IntegerField(min_value=1, max_value=MAX_PAGE, required=False)
 
 
 def messages_matching(*, q: str = "", lang: str = "", role: str = "", review: str = "") -> QuerySet[Message]:

@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import hmac
 import json
+import secrets
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -52,6 +53,20 @@ class ExportResult:
     sha256: str = ""
     manifest_path: str = ""
     filters: dict = field(default_factory=dict)
+
+
+def release_seed(seed: str | None = None) -> tuple[str, str]:
+    """The seed of an anonymised release and where it came from: the one given, the operator's
+    OASST_EXPORT_ANONYMIZE_SEED (stable ids across releases), or a fresh random one (releases cannot
+    be linked). The seed itself is never written down: with it, anyone could hash the small, dense
+    user ids and reverse the mapping."""
+    from django.conf import settings
+
+    if seed:
+        return seed, "option"
+    if settings.EXPORT_ANONYMIZE_SEED:
+        return settings.EXPORT_ANONYMIZE_SEED, "settings"
+    return secrets.token_urlsafe(32), "random"
 
 
 def anonymizer(seed: str) -> Callable[[str], str]:
@@ -118,12 +133,15 @@ def export_lines(*, filters: ExportFilters, fmt: str = "trees", anonymize_seed: 
 
 
 def nightly_export(*, folder: str | Path, keep: int, now: datetime | None = None) -> ExportResult:
-    """The default export (ready_for_export trees) to a dated gzip file; older ones beyond `keep`
-    are removed with their manifests."""
+    """The default export (ready_for_export trees) to a dated gzip file, anonymised (see
+    `release_seed`) as the files may be published; older ones beyond `keep` are removed with their
+    manifests."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     now = now or timezone.now()
-    result = export_to_file(path=folder / f"oasst-trees-{now:%Y%m%d-%H%M%S}.jsonl.gz", filters=ExportFilters())
+    seed, seed_source = release_seed()
+    result = export_to_file(path=folder / f"oasst-trees-{now:%Y%m%d-%H%M%S}.jsonl.gz", filters=ExportFilters(),
+                            anonymize_seed=seed, seed_source=seed_source)
     exports = sorted(folder.glob("oasst-trees-*.jsonl.gz"))
     for old in exports[:-keep] if keep > 0 else []:
         old.unlink()
@@ -267,9 +285,10 @@ def manifest_path_for(path: str | Path) -> Path:
 
 
 def export_to_file(*, path: str | Path, filters: ExportFilters, fmt: str = "trees",
-                   anonymize_seed: str | None = None, progress: Callable[[int], None] | None = None,
-                   chunk_size: int = TREE_CHUNK_SIZE) -> ExportResult:
-    """Write the export and its manifest (counts, filters, time, sha256 of the file)."""
+                   anonymize_seed: str | None = None, seed_source: str = "option",
+                   progress: Callable[[int], None] | None = None, chunk_size: int = TREE_CHUNK_SIZE) -> ExportResult:
+    """Write the export and its manifest (counts, filters, time, sha256 of the file, and whether and
+    with which kind of seed the ids were anonymised; never the seed)."""
     path = Path(path)
     started = timezone.now()
     result = ExportResult(path=str(path), format=fmt)
@@ -300,6 +319,7 @@ def export_to_file(*, path: str | Path, filters: ExportFilters, fmt: str = "tree
         "messages": result.messages,
         "filters": result.filters,
         "anonymized": anonymize_seed is not None,
+        **({"anonymize_seed_source": seed_source} if anonymize_seed is not None else {}),
         "started_at": started.isoformat(),
         "finished_at": timezone.now().isoformat(),
         "sha256": result.sha256,

@@ -23,6 +23,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from oasst.audit import check_permission, moderation_record
+from oasst.celery import enqueue_on_commit
 from oasst.errors import Conflict, Forbidden, NotFound, RateLimited, ServiceError
 from oasst.languages import LANGUAGES
 from oasst.models import User
@@ -56,6 +57,8 @@ _PENDING_FIELD = {
 }
 MAX_CLIENT_ID = 64
 MAX_REASON = 512
+MAX_MODERATION_REASON = 500  # as the moderation API's and the admin's forms
+MAX_RANKING_LENGTH = 100  # far more replies than any parent has: a bound on the request, not a rule
 
 
 def _decrement(field: str):
@@ -486,8 +489,7 @@ def _tree_check_rankings(tree: MessageTree, config: TreeConfig) -> None:
         tree_transition(tree, TreeState.READY_FOR_SCORING)
         from ranking.jobs import tree_score_job
 
-        tree_id = tree.pk
-        transaction.on_commit(lambda: tree_score_job.delay(str(tree_id)))
+        enqueue_on_commit(tree_score_job, str(tree.pk))
 
 
 def tree_transition(tree: MessageTree, state: str) -> None:
@@ -832,6 +834,10 @@ def flag_resolve(*, actor: User, flag_id, decision: str, reason: str = "") -> Fl
     check_permission(actor, "tasks.moderate_message")
     if decision not in ("dismiss", "delete", "ban"):
         raise ServiceError("decision must be dismiss, delete or ban.", code="invalid_decision")
+    if not isinstance(reason, str) or len(reason.strip()) > MAX_MODERATION_REASON:
+        raise ServiceError(f"The reason must be text of at most {MAX_MODERATION_REASON} characters.",
+                           code="reason_too_long")
+    reason = reason.strip()
     try:
         flag = FlaggedMessage.objects.select_for_update(no_key=True).select_related("message").get(pk=flag_id)
     except (FlaggedMessage.DoesNotExist, ValueError, TypeError):
@@ -855,7 +861,10 @@ def tree_move(*, actor: User, tree_id, state: str, reason: str = "") -> MessageT
     check_permission(actor, "tasks.moderate_tree")
     if state not in TreeState.values:
         raise ServiceError(f"Unknown tree state {state!r}.", code="invalid_state")
-    tree = tree_locked(tree_id)
+    try:
+        tree = tree_locked(tree_id)
+    except (MessageTree.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such tree.", code="tree_not_found") from None
     before = {"state": tree.state}
     abortable = tree_manager.ACTIVE_STATES | {TreeState.HALTED_BY_MODERATOR}
     if state == TreeState.ABORTED_LOW_GRADE and tree.state in abortable:
@@ -871,7 +880,7 @@ def tree_move(*, actor: User, tree_id, state: str, reason: str = "") -> MessageT
         elif state == TreeState.READY_FOR_SCORING:
             from ranking.jobs import tree_score_job
 
-            transaction.on_commit(lambda: tree_score_job.delay(str(tree.pk)))
+            enqueue_on_commit(tree_score_job, str(tree.pk))
     moderation_record(actor=actor, action="tree_move", target_type="tree", target_id=tree.pk, reason=reason,
                       before=before, after={"state": tree.state})
     return tree

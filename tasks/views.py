@@ -4,6 +4,7 @@ as the API; htmx swaps fragments where a page updates in place."""
 from __future__ import annotations
 
 from functools import wraps
+from types import SimpleNamespace
 
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
@@ -14,7 +15,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
+from rest_framework.throttling import ScopedRateThrottle
 
+from oasst.api import IPRateThrottle
 from oasst.languages import LANGUAGES
 from oasst.templatetags.oasst_tags import render_markdown
 from ranking import scoring
@@ -120,6 +123,8 @@ def available(request):
 @require_POST
 @terms_accepted_required
 def task_new(request):
+    if throttled := _throttled(request, "task_request"):
+        return throttled
     task_type = request.POST.get("type", "random")
     try:
         task = services.task_request(user=request.user, task_type=task_type, lang=task_lang(request))
@@ -131,6 +136,18 @@ def task_new(request):
 
 def _status(error: ValidationError) -> int:
     return getattr(error, "status_code", 400)
+
+
+def _throttled(request, scope: str) -> HttpResponse | None:
+    """The API's rate limits hold on the pages too: the same scopes and counters, per user and per IP."""
+    view = SimpleNamespace(throttle_scope=scope, throttle_ip_scope=f"{scope}_ip")
+    for throttle in (ScopedRateThrottle(), IPRateThrottle()):
+        if not throttle.allow_request(request, view):
+            response = render(request, "tasks/no_task.html", {
+                "error": "Too many requests: wait a moment and try again.", "code": "throttled"}, status=429)
+            response["Retry-After"] = str(int(throttle.wait() or 1))
+            return response
+    return None
 
 
 def _task_context(task: Task) -> dict:
@@ -180,6 +197,8 @@ def _labels_from(post) -> dict[str, float]:
 @terms_accepted_required
 def task_submit(request, task_id):
     task = _own_task(request, task_id)
+    if throttled := _throttled(request, "submission"):
+        return throttled
     before = UserScore.objects.filter(user=request.user, frame="total").values_list("score", flat=True).first() or 0
     try:
         if task.type in services.RANK_TASKS:

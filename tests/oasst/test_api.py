@@ -103,3 +103,16 @@ def test_service_errors_carry_their_code_and_status():
     response = exception_handler(Conflict("This task is already done.", code="task_done"), {"request": request})
     assert response.status_code == 409
     assert response.data == {"detail": "This task is already done.", "code": "task_done"}
+
+
+def test_a_database_outage_answers_503_with_the_error_format_and_a_retry_hint():
+    from django.db import OperationalError
+    from rest_framework.test import APIRequestFactory
+
+    from oasst.api import exception_handler
+
+    request = APIRequestFactory().post("/api/v1/x/")
+    response = exception_handler(OperationalError("server closed the connection"), {"request": request})
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert response.data["code"] == "database_unavailable"
+    assert response.data["detail"] == "The database is unavailable; try again shortly."

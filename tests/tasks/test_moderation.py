@@ -125,8 +125,12 @@ def test_flagged_queue_decisions(client, moderator, conversation):
     page = client.get("/admin/tasks/flaggedmessage/", follow=True).content.decode()
     assert "spam link" in page and "boring" in page and 'data-decision="ban"' in page
     flags = {f.message_id: f.pk for f in FlaggedMessage.objects.all()}
-    client.post(f"/admin/tasks/flaggedmessage/{flags[prompt.pk]}/resolve/dismiss/")
-    client.post(f"/admin/tasks/flaggedmessage/{flags[answer.pk]}/resolve/delete/")
+    back = client.post(f"/admin/tasks/flaggedmessage/{flags[prompt.pk]}/resolve/dismiss/",
+                       {"next": "/admin/tasks/flaggedmessage/?processed__exact=0"})
+    assert back["Location"] == "/admin/tasks/flaggedmessage/?processed__exact=0"
+    off_site = client.post(f"/admin/tasks/flaggedmessage/{flags[answer.pk]}/resolve/delete/",
+                           {"next": "https://evil.example/phish"})
+    assert off_site["Location"] == "/admin/tasks/flaggedmessage/"  # never a redirect off the site
     assert FlaggedMessage.objects.filter(processed=True).count() == 2
     answer.refresh_from_db()
     prompt.refresh_from_db()

@@ -1,4 +1,5 @@
-"""manage.py export_trees OUT: stream trees or messages in the oasst format, with a manifest."""
+"""manage.py export_trees OUT: stream trees or messages in the oasst format, with a manifest; ids are
+anonymised unless --no-anonymize."""
 
 from datetime import datetime
 
@@ -7,7 +8,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from tqdm import tqdm
 
-from tasks.export import FORMATS, ExportFilters, export_to_file
+from tasks.export import FORMATS, ExportFilters, export_to_file, release_seed
 from tasks.models import TreeState
 
 
@@ -39,7 +40,11 @@ class Command(BaseCommand):
         parser.add_argument("--labels", action="store_true", help="include the aggregated review labels")
         parser.add_argument("--events", action="store_true",
                             help="include events: emoji reactions and rankings, on the message concerned")
-        parser.add_argument("--anonymize", metavar="SEED", help="replace ids by seeded, stable hashes")
+        anonymity = parser.add_mutually_exclusive_group()
+        anonymity.add_argument("--anonymize", metavar="SEED",
+                               help="the seed of the id hashes (default: OASST_EXPORT_ANONYMIZE_SEED, else random)")
+        anonymity.add_argument("--no-anonymize", action="store_true",
+                               help="keep the real ids (an internal export; never publish it)")
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, **options):
@@ -55,8 +60,10 @@ class Command(BaseCommand):
             labels=options["labels"],
             events=options["events"],
         )
+        # Ids are anonymised unless asked not to: an export file is a release that may be published.
+        seed, seed_source = (None, "") if options["no_anonymize"] else release_seed(options["anonymize"])
         with tqdm(unit="msg", disable=options["no_progress"], file=self.stderr._out) as bar:
             result = export_to_file(path=options["out"], filters=filters, fmt=options["format"],
-                                    anonymize_seed=options["anonymize"], progress=bar.update)
+                                    anonymize_seed=seed, seed_source=seed_source, progress=bar.update)
         self.stdout.write(f"Exported {result.trees} trees, {result.messages} messages to {result.path} "
                           f"(manifest {result.manifest_path}).")

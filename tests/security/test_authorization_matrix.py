@@ -1,0 +1,606 @@
+"""Who may open what: every URL of the project against every role, as one table.
+
+The table is keyed by the URL resolver's route strings, so a new URL pattern makes
+`test_every_url_pattern_is_in_the_matrix` fail until its row says who may use it. Each row holds
+one or more probes (a request built from realistic objects: another user's task, a visible and a
+deleted message, a tree, a flag...) and the expected answer per role: a status code, or a
+redirect (to the site's log-in, to the admin's log-in, to the terms, or to a path).
+
+Every probe runs inside a savepoint that is rolled back, so a moderation action or a submission
+made by one role does not change what the next role sees.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.core.cache import cache
+from django.db import transaction
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tasks import services
+from tasks.models import TaskType
+from tests.factories import AdminFactory, UserFactory
+from tests.tasks.builders import open_task, reply_to, review, write_prompt
+
+ROLES = ("anonymous", "no_terms", "contributor", "banned", "staff", "moderator", "researcher", "superuser")
+SIGNED_IN = ROLES[1:]
+NON_STAFF = ("no_terms", "contributor", "banned")
+
+# Redirect outcomes (any other outcome is a status code).
+LOGIN = "redirect:/accounts/login/?next="
+ADMIN_LOGIN = "redirect:/admin/login/?next="
+TERMS = "redirect:/terms/?next="
+
+
+def redirect(to: str) -> str:
+    return f"redirect:{to}"
+
+
+def outcomes(default, **per_role) -> dict:
+    unknown = set(per_role) - set(ROLES)
+    assert not unknown, f"unknown roles {unknown}"
+    return {role: per_role.get(role, default) for role in ROLES}
+
+
+def api(default, **per_role) -> dict:
+    """An API endpoint: anonymous requests get 401."""
+    return outcomes(default, anonymous=401, **per_role)
+
+
+def api_work(ok, **per_role) -> dict:
+    """An API endpoint for contributing: refused to users who have not accepted the terms or are banned."""
+    return api(ok, no_terms=403, banned=403, **per_role)
+
+
+def api_moderation(ok, **per_role) -> dict:
+    """The moderation API: moderators and superusers only."""
+    return api(403, moderator=ok, superuser=ok, **per_role)
+
+
+def page(ok, **per_role) -> dict:
+    """A page behind the site's log-in."""
+    return outcomes(ok, anonymous=LOGIN, **per_role)
+
+
+def work_page(ok, **per_role) -> dict:
+    """A page behind the log-in and the terms."""
+    return page(ok, no_terms=TERMS, **per_role)
+
+
+def admin(moderator, superuser=200, *, staff=403, researcher=None) -> dict:
+    """An admin page: non-staff are sent to the admin's log-in; staff without a group have no
+    permission; researchers are staff with the export permission only."""
+    return outcomes(ADMIN_LOGIN, staff=staff, moderator=moderator, superuser=superuser,
+                    researcher=staff if researcher is None else researcher)
+
+
+def admin_model(*, moderator_view: bool, add: int | None = None, change_page: int | None = None,
+                delete: int | None = None, superuser_view: int = 200) -> dict:
+    """The five standard URLs of a registered model, for rows built by `model_rows`."""
+    seen = 200 if moderator_view else 403
+    return {
+        "changelist": admin(seen, superuser_view),
+        "add": admin(403 if add is None else add, 200 if add is None else add),
+        "history": admin(seen, superuser_view),
+        "delete": admin(403, 200 if delete is None else delete),
+        "change": admin(seen if change_page is None else change_page, superuser_view),
+    }
+
+
+@dataclass
+class Probe:
+    method: str
+    path: object  # a path, or a function of the world giving one
+    expect: dict
+    data: object = None  # a body, or a function of the world giving one
+    note: str = ""
+
+
+@dataclass
+class Row:
+    route: str
+    probes: list[Probe] = field(default_factory=list)
+
+
+def get(path, expect, note="") -> Probe:
+    return Probe("get", path, expect, note=note)
+
+
+def post(path, expect, data=None, note="") -> Probe:
+    return Probe("post", path, expect, data={} if data is None else data, note=note)
+
+
+# --- The world: one realistic community per test ------------------------------------------------
+
+
+@pytest.fixture
+def researchers_group(db):
+    """The researchers group as tasks/migrations/0004_export_permission makes it (transactional
+    tests flush the migration's rows)."""
+    group, _ = Group.objects.get_or_create(name="researchers")
+    group.permissions.add(Permission.objects.get(content_type__app_label="tasks", codename="export_trees"))
+    return group
+
+
+@pytest.fixture
+def world(db, small_trees, moderators_group, researchers_group):
+    from allauth.account.forms import default_token_generator
+    from allauth.account.models import EmailAddress, EmailConfirmationHMAC
+    from allauth.account.utils import user_pk_to_url_str
+    from allauth.socialaccount.models import SocialAccount, SocialApp, SocialToken
+    from django.contrib.contenttypes.models import ContentType
+    from django.utils import timezone
+    from django_celery_beat.models import (
+        ClockedSchedule,
+        CrontabSchedule,
+        IntervalSchedule,
+        PeriodicTask,
+        SolarSchedule,
+    )
+
+    from oasst.models import ModerationEvent
+    from ranking.models import RankingResult
+    from ranking.services import leaderboard_rebuild
+    from tasks.models import FlaggedMessage
+    from training.models import TrainingRun
+
+    users = {
+        "no_terms": UserFactory(username="newcomer", tos_accepted_at=None),
+        "contributor": UserFactory(username="contributor"),
+        "banned": UserFactory(username="banned", is_banned=True, ban_reason="spam"),
+        "staff": UserFactory(username="staffer", is_staff=True),
+        "moderator": UserFactory(username="moderator", is_staff=True),
+        "researcher": UserFactory(username="researcher", is_staff=True),
+        "superuser": AdminFactory(username="root"),
+    }
+    users["moderator"].groups.add(moderators_group)
+    users["researcher"].groups.add(researchers_group)
+    author, reviewer, other = (UserFactory(username=name) for name in ("author", "reviewer", "other"))
+
+    prompt = write_prompt(author, text="How do tides work?")
+    review(reviewer, "label_initial_prompt")
+    services.lottery_activate(lang="en")
+    answer = reply_to(other, prompt, "The moon pulls the sea toward it.")
+    spam = reply_to(reviewer, prompt, "Cheap watches at spam.example")
+    services.message_delete(actor=users["superuser"], message_id=spam.pk, reason="spam")
+    others_task = open_task(author, TaskType.LABEL_ASSISTANT_REPLY, answer, valid_labels=["spam", "quality"],
+                            mandatory_labels=["spam"], mode="simple")
+    services.message_report(user=reviewer, message_id=answer.pk, reason="rude")
+    for frame in ("week", "total"):
+        leaderboard_rebuild(frame=frame)
+
+    app = SocialApp.objects.create(provider="github", name="GitHub", client_id="id", secret="not-a-secret")
+    social = SocialAccount.objects.create(user=other, provider="github", uid="42")
+    interval = IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES)
+    address = EmailAddress.objects.get(user=users["no_terms"])
+    address.verified = False
+    address.save()
+    return SimpleNamespace(
+        users=users, author=author, other=other, prompt=prompt, answer=answer, spam=spam, tree=prompt.tree,
+        others_task=others_task, flag=FlaggedMessage.objects.get(message=answer),
+        event=ModerationEvent.objects.first(),
+        ranking_result=RankingResult.objects.create(parent=prompt, consensus=[str(answer.pk)], rankings=1),
+        run=TrainingRun.objects.create(kind="reward_model", data_file="/nonexistent/trees.jsonl",
+                                       output_dir="/nonexistent/run"),
+        token=Token.objects.get_or_create(user=author)[0],
+        site_id=1, app=app, social=social,
+        social_token=SocialToken.objects.create(app=app, account=social, token="not-a-token"),
+        interval=interval,
+        periodic=PeriodicTask.objects.create(name="probe", task="tasks.expire_tasks", interval=interval),
+        crontab=CrontabSchedule.objects.create(minute="30", hour="3"),
+        solar=SolarSchedule.objects.create(event="sunrise", latitude=52.5, longitude=13.4),
+        clocked=ClockedSchedule.objects.create(clocked_time=timezone.now()),
+        address=address,
+        confirm_key=EmailConfirmationHMAC(address).key,
+        reset=f"{user_pk_to_url_str(author)}-{default_token_generator.make_token(author)}",
+        message_type=ContentType.objects.get(app_label="tasks", model="message").pk,
+    )
+
+
+def model_rows(prefix: str, pk, outcome: dict, *, query: str = "", changelist_posts: tuple = ()) -> list[Row]:
+    """The standard admin URLs of one registered model, the object ones on a real row."""
+    base = f"admin/{prefix}/"
+    obj = "<path:object_id>/"
+
+    def at(w) -> str:
+        return f"/admin/{prefix}/{pk(w)}/"
+
+    return [
+        Row(base, [get(f"/{base}{query}", outcome["changelist"]), *changelist_posts]),
+        Row(f"{base}add/", [get(f"/{base}add/", outcome["add"])]),
+        Row(f"{base}{obj}history/", [get(lambda w: at(w) + "history/", outcome["history"])]),
+        Row(f"{base}{obj}delete/", [get(lambda w: at(w) + "delete/", outcome["delete"])]),
+        Row(f"{base}{obj}change/", [get(lambda w: at(w) + "change/", outcome["change"])]),
+        # The bare object URL redirects to its change page (after the admin's own log-in check).
+        Row(f"{base}{obj}", [get(at, outcomes(redirect(f"/admin/{prefix}/"), **{r: ADMIN_LOGIN for r in
+                                                                             ("anonymous", *NON_STAFF)}))]),
+    ]
+
+
+def flag_resolve(decision):
+    return lambda w: f"/admin/tasks/flaggedmessage/{w.flag.pk}/resolve/{decision}/"
+
+
+MATRIX: list[Row] = [
+    # --- Pages ---------------------------------------------------------------------------------
+    Row("", [get("/", outcomes(redirect("/dashboard/"), anonymous=200))]),
+    Row("terms/", [get("/terms/", outcomes(200)),
+                   post("/terms/", outcomes(400, anonymous=200), data={"accept": ""},
+                        note="accepting needs a signed-in user and the ticked box")]),
+    Row("language/", [post("/language/", page(redirect("/")), data={"lang": "de", "next": "https://evil.example/"},
+                           note="an off-site next is replaced by /")]),
+    Row("dashboard/", [get("/dashboard/", work_page(200))]),
+    Row("dashboard/available/", [get("/dashboard/available/", work_page(200))]),
+    Row("tasks/new/", [post("/tasks/new/", work_page(redirect("/tasks/"), banned=403),
+                            data={"type": "initial_prompt"})]),
+    Row("tasks/<uuid:task_id>/", [get(lambda w: f"/tasks/{w.others_task.pk}/", work_page(404),
+                                      note="another user's pending task")]),
+    Row("tasks/<uuid:task_id>/submit/", [post(lambda w: f"/tasks/{w.others_task.pk}/submit/", work_page(404),
+                                              data={"label-spam": "0"}, note="another user's task")]),
+    Row("tasks/<uuid:task_id>/skip/", [post(lambda w: f"/tasks/{w.others_task.pk}/skip/", work_page(404),
+                                            note="another user's task")]),
+    Row("preview/", [post("/preview/", page(200), data={"text": "*hi*"})]),
+    Row("lang-check/", [post("/lang-check/", page(200), data={"text": "Hello there", "lang": "en"})]),
+    Row("messages/<uuid:message_id>/report/", [
+        post(lambda w: f"/messages/{w.answer.pk}/report/", page(200, no_terms=403, banned=403),
+             data={"reason": "rude"}),
+        post(lambda w: f"/messages/{w.spam.pk}/report/", page(200, no_terms=403, banned=403),
+             data={"reason": "rude"}, note="a deleted message can still be reported (reveals no text)"),
+    ]),
+    Row("messages/", [get("/messages/", page(200))]),
+    Row("messages/<uuid:message_id>/", [
+        get(lambda w: f"/messages/{w.answer.pk}/", page(200)),
+        get(lambda w: f"/messages/{w.spam.pk}/", page(404), note="a deleted message"),
+    ]),
+    Row("messages/<uuid:message_id>/emoji/", [
+        post(lambda w: f"/messages/{w.answer.pk}/emoji/", page(redirect("/messages/")), data={"add_emoji": "+1"}),
+    ]),
+    Row("favicon.ico", [get("/favicon.ico", outcomes(301))]),
+    Row("profile/", [get("/profile/", page(200))]),
+    Row("profile/settings/", [get("/profile/settings/", page(200))]),
+    Row("profile/token/", [get("/profile/token/", page(200))]),
+    Row("profile/data/", [get("/profile/data/", page(200))]),
+    Row("profile/delete/", [get("/profile/delete/", page(200))]),
+    Row("profile/logout-everywhere/", [post("/profile/logout-everywhere/", page(redirect("/accounts/login/")))]),
+    Row("leaderboard/", [get("/leaderboard/", outcomes(200))]),
+    Row("leaderboard/<slug:frame>/", [get("/leaderboard/total/", outcomes(200)),
+                                      get("/leaderboard/forever/", outcomes(404))]),
+    # --- Accounts (django-allauth) -------------------------------------------------------------
+    Row("accounts/login/", [get("/accounts/login/", outcomes(redirect("/dashboard/"), anonymous=200))]),
+    Row("accounts/logout/", [post("/accounts/logout/", outcomes(redirect("/")))]),
+    Row("accounts/inactive/", [get("/accounts/inactive/", outcomes(200))]),
+    Row("accounts/signup/", [get("/accounts/signup/", outcomes(redirect("/dashboard/"), anonymous=200))]),
+    Row("accounts/reauthenticate/", [get("/accounts/reauthenticate/", page(200))]),
+    Row("accounts/email/", [get("/accounts/email/", page(200))]),
+    Row("accounts/confirm-email/", [get("/accounts/confirm-email/", outcomes(200))]),
+    Row("accounts/password/change/", [get("/accounts/password/change/", page(200))]),
+    Row("accounts/password/set/", [get("/accounts/password/set/", page(redirect("/accounts/password/change/")))]),
+    Row("accounts/password/reset/", [get("/accounts/password/reset/", outcomes(200))]),
+    Row("accounts/login/code/confirm/", [get("/accounts/login/code/confirm/",
+                                             outcomes(redirect("/dashboard/"), anonymous=redirect("/accounts/login/")),
+                                             note="log-in by code is off")]),
+    Row("accounts/^confirm-email/(?P<key>[-:\\w]+)/$", [
+        get(lambda w: f"/accounts/confirm-email/{w.confirm_key}/", outcomes(200),
+            note="showing the confirmation page does not confirm (a POST does)")]),
+    Row("accounts/password/reset/key/done/", [get("/accounts/password/reset/key/done/", outcomes(200))]),
+    Row("accounts/^password/reset/key/(?P<uidb36>[0-9A-Za-z]+)-(?P<key>.+)/$", [
+        get(lambda w: f"/accounts/password/reset/key/{w.reset}/", outcomes(redirect("/accounts/password/reset/key/")),
+            note="the key moves into the session, then the form")]),
+    Row("accounts/password/reset/done/", [get("/accounts/password/reset/done/", outcomes(200))]),
+    Row("accounts/3rdparty/login/cancelled/", [get("/accounts/3rdparty/login/cancelled/", outcomes(200))]),
+    Row("accounts/3rdparty/login/error/", [get("/accounts/3rdparty/login/error/", outcomes(401))]),
+    Row("accounts/3rdparty/signup/", [get("/accounts/3rdparty/signup/", outcomes(redirect("/accounts/login/")))]),
+    Row("accounts/3rdparty/", [get("/accounts/3rdparty/", page(200))]),
+    # allauth's old social URLs answer a permanent redirect to their 3rdparty/ successors.
+    Row("accounts/social/login/cancelled/", [get("/accounts/social/login/cancelled/", outcomes(301))]),
+    Row("accounts/social/login/error/", [get("/accounts/social/login/error/", outcomes(301))]),
+    Row("accounts/social/signup/", [get("/accounts/social/signup/", outcomes(301))]),
+    Row("accounts/social/connections/", [get("/accounts/social/connections/", outcomes(301))]),
+    # --- REST API v1 ---------------------------------------------------------------------------
+    Row("api/v1/schema/", [get("/api/v1/schema/", outcomes(200))]),
+    Row("api/v1/docs/", [get("/api/v1/docs/", outcomes(200))]),
+    Row("api/v1/auth/token/", [post("/api/v1/auth/token/", outcomes(400), data={"username": "author",
+                                                                                "password": "wrong"})]),
+    Row("api/v1/users/me/", [get("/api/v1/users/me/", api(200))]),
+    Row("api/v1/users/me/accept-tos/", [post("/api/v1/users/me/accept-tos/", api(200))]),
+    Row("api/v1/leaderboard/<str:frame>/", [get("/api/v1/leaderboard/total/", api(200)),
+                                            get("/api/v1/leaderboard/forever/", api(404))]),
+    Row("api/v1/trollboard/<str:frame>/", [get("/api/v1/trollboard/total/", api_moderation(200))]),
+    Row("api/v1/tasks/", [post("/api/v1/tasks/", api_work(201), data={"type": "initial_prompt", "lang": "en"})]),
+    Row("api/v1/tasks/available/", [get("/api/v1/tasks/available/?lang=en", api_work(200))]),
+    Row("api/v1/tasks/<uuid:task_id>/", [get(lambda w: f"/api/v1/tasks/{w.others_task.pk}/", api(404),
+                                             note="another user's task: not found, for admins too")]),
+    Row("api/v1/tasks/<uuid:task_id>/ack/", [post(lambda w: f"/api/v1/tasks/{w.others_task.pk}/ack/", api(404))]),
+    Row("api/v1/tasks/<uuid:task_id>/nack/", [post(lambda w: f"/api/v1/tasks/{w.others_task.pk}/nack/", api(404))]),
+    Row("api/v1/tasks/<uuid:task_id>/submit/", [post(lambda w: f"/api/v1/tasks/{w.others_task.pk}/submit/",
+                                                     api_work(404), data={"labels": {"spam": 0}})]),
+    Row("api/v1/messages/<uuid:message_id>/", [
+        get(lambda w: f"/api/v1/messages/{w.answer.pk}/", api(200)),
+        get(lambda w: f"/api/v1/messages/{w.spam.pk}/", api(404), note="a deleted message"),
+    ]),
+    Row("api/v1/messages/<uuid:message_id>/tree/", [
+        get(lambda w: f"/api/v1/messages/{w.answer.pk}/tree/", api(200)),
+        get(lambda w: f"/api/v1/messages/{w.spam.pk}/tree/", api(404), note="a deleted message"),
+    ]),
+    Row("api/v1/messages/<uuid:message_id>/emoji/", [
+        post(lambda w: f"/api/v1/messages/{w.answer.pk}/emoji/", api_work(200), data={"emoji": "+1", "op": "add"}),
+        post(lambda w: f"/api/v1/messages/{w.spam.pk}/emoji/", api_work(404), data={"emoji": "+1", "op": "add"}),
+    ]),
+    Row("api/v1/messages/<uuid:message_id>/report/", [
+        post(lambda w: f"/api/v1/messages/{w.answer.pk}/report/", api_work(201), data={"reason": "rude"})]),
+    Row("api/v1/moderation/messages/<uuid:message_id>/edit/", [
+        post(lambda w: f"/api/v1/moderation/messages/{w.answer.pk}/edit/", api_moderation(200),
+             data={"text": "Edited.", "reason": "typo"})]),
+    Row("api/v1/moderation/messages/<uuid:message_id>/<str:action>/", [
+        post(lambda w, action=action: f"/api/v1/moderation/messages/{w.answer.pk}/{action}/", api_moderation(200),
+             data={"reason": "probe"}) for action in ("delete", "spam", "flag")
+    ] + [post(lambda w: f"/api/v1/moderation/messages/{w.spam.pk}/undelete/", api_moderation(200),
+              data={"reason": "probe"}),
+         post(lambda w: f"/api/v1/moderation/messages/{w.answer.pk}/explode/", api(404))]),
+    Row("api/v1/moderation/trees/<uuid:tree_id>/move/", [
+        post(lambda w: f"/api/v1/moderation/trees/{w.tree.pk}/move/", api_moderation(200),
+             data={"state": "halted_by_moderator", "reason": "probe"})]),
+    Row("api/v1/moderation/flags/", [get("/api/v1/moderation/flags/", api_moderation(200))]),
+    Row("api/v1/moderation/flags/<int:flag_id>/resolve/", [
+        post(lambda w: f"/api/v1/moderation/flags/{w.flag.pk}/resolve/", api_moderation(200),
+             data={"decision": "dismiss", "reason": "probe"})]),
+    Row("api/v1/exports/", [
+        get("/api/v1/exports/", api(403, researcher=200, superuser=200)),
+        get("/api/v1/exports/?include_deleted=true&include_spam=true&state=growing",
+            api(403, researcher=200, superuser=200), note="non-public messages: researchers only"),
+    ]),
+    # --- Admin: the site's own views -----------------------------------------------------------
+    Row("admin/", [get("/admin/", admin(200, staff=200))]),
+    Row("admin/login/", [get("/admin/login/", outcomes(redirect("/admin/"), anonymous=200, no_terms=200,
+                                                       contributor=200, banned=200))]),
+    Row("admin/logout/", [post("/admin/logout/", outcomes(redirect("/admin/"), staff=200, moderator=200,
+                                                          researcher=200, superuser=200))]),
+    Row("admin/password_change/", [get("/admin/password_change/", admin(200, staff=200))]),
+    Row("admin/password_change/done/", [get("/admin/password_change/done/", admin(200, staff=200))]),
+    Row("admin/autocomplete/", [get("/admin/autocomplete/?app_label=tasks&model_name=message&field_name=parent",
+                                    admin(200), note="moderators may view messages")]),
+    Row("admin/jsi18n/", [get("/admin/jsi18n/", admin(200, staff=200))]),
+    Row("admin/r/<path:content_type_id>/<path:object_id>/", [
+        get(lambda w: f"/admin/r/{w.message_type}/{w.answer.pk}/", admin(404, 404, staff=404),
+            note="messages have no public URL of their own")]),
+    Row("admin/^(?P<app_label>auth|oasst|tasks|ranking|training|sites|authtoken|django_celery_beat|account|"
+        "socialaccount)/$", [get("/admin/tasks/", admin(200, staff=404)), get("/admin/sites/", admin(404, staff=404))]),
+    Row("admin/(?P<url>.*)$", [get("/admin/no-such-page/", admin(404, 404, staff=404))]),
+    # --- Admin: moderation views ---------------------------------------------------------------
+    Row("admin/oasst/user/<id>/password/", [get(lambda w: f"/admin/oasst/user/{w.users['superuser'].pk}/password/",
+                                                admin(403), note="moderators cannot grant rights: nor set passwords")]),
+    Row("admin/tasks/flaggedmessage/<int:flag_id>/resolve/<str:decision>/", [
+        post(flag_resolve(decision), admin(redirect("/admin/tasks/flaggedmessage/"),
+                                           redirect("/admin/tasks/flaggedmessage/"),
+                                           staff=redirect("/admin/tasks/flaggedmessage/")),
+             data={"reason": "probe"}, note="the service refuses staff without the permission (flash message)")
+        for decision in ("dismiss", "delete", "ban")]),
+    Row("admin/tasks/flaggedmessage/trollboard/", [get("/admin/tasks/flaggedmessage/trollboard/", admin(200))]),
+    Row("admin/tasks/flaggedmessage/statistics/", [get("/admin/tasks/flaggedmessage/statistics/", admin(200))]),
+    Row("admin/training/trainingrun/<int:run_id>/plot/<str:name>", [
+        get(lambda w: f"/admin/training/trainingrun/{w.run.pk}/plot/reward_accuracy.png", admin(404, 404, staff=404),
+            note="a run whose plot was never written")]),
+]
+
+MATRIX += [
+    *model_rows("auth/group", lambda w: Group.objects.get(name="moderators").pk, admin_model(moderator_view=False)),
+    *model_rows("oasst/user", lambda w: w.author.pk, admin_model(moderator_view=True)),
+    *model_rows("oasst/moderationevent", lambda w: w.event.pk,
+                admin_model(moderator_view=True, add=403, delete=403)),
+    *model_rows("tasks/message", lambda w: w.answer.pk, admin_model(moderator_view=True, add=403, delete=403)),
+    *model_rows("tasks/messagetree", lambda w: w.tree.pk, admin_model(moderator_view=True, add=403, delete=403),
+                changelist_posts=(
+                    post("/admin/tasks/messagetree/", admin(200), data=lambda w: {
+                        "action": "download_export", "_selected_action": [str(w.tree.pk)]},
+                         note="the admin's export action: moderators and superusers (researchers cannot open "
+                              "the tree changelist, so they use the API)"),)),
+    # The flagged queue opens on its open flags (a bare GET redirects there first, for any staff).
+    *model_rows("tasks/flaggedmessage", lambda w: w.flag.pk, admin_model(moderator_view=True, add=403, delete=403),
+                query="?processed__exact=0"),
+    *model_rows("ranking/rankingresult", lambda w: w.ranking_result.pk,
+                admin_model(moderator_view=True, add=403)),
+    *model_rows("training/trainingrun", lambda w: w.run.pk, admin_model(moderator_view=False)),
+    *model_rows("sites/site", lambda w: w.site_id, admin_model(moderator_view=False)),
+    *model_rows("authtoken/tokenproxy", lambda w: w.author.pk, admin_model(moderator_view=False)),
+    *model_rows("django_celery_beat/periodictask", lambda w: w.periodic.pk, admin_model(moderator_view=False)),
+    *model_rows("django_celery_beat/clockedschedule", lambda w: w.clocked.pk, admin_model(moderator_view=False)),
+    *model_rows("django_celery_beat/crontabschedule", lambda w: w.crontab.pk, admin_model(moderator_view=False)),
+    *model_rows("django_celery_beat/solarschedule", lambda w: w.solar.pk, admin_model(moderator_view=False)),
+    *model_rows("django_celery_beat/intervalschedule", lambda w: w.interval.pk, admin_model(moderator_view=False)),
+    *model_rows("account/emailaddress", lambda w: w.address.pk, admin_model(moderator_view=False)),
+    *model_rows("socialaccount/socialapp", lambda w: w.app.pk, admin_model(moderator_view=False)),
+    *model_rows("socialaccount/socialtoken", lambda w: w.social_token.pk, admin_model(moderator_view=False)),
+    *model_rows("socialaccount/socialaccount", lambda w: w.social.pk, admin_model(moderator_view=False)),
+]
+
+# Not in the URL resolver: answered by oasst.middleware.HealthCheckMiddleware before any URL matching.
+OUTSIDE_RESOLVER = [Row("healthz", [get("/healthz", outcomes(200))])]
+
+
+# --- Running the table ---------------------------------------------------------------------------
+
+
+def resolver_routes(resolver=None, prefix: str = "") -> list[str]:
+    resolver = resolver or get_resolver()
+    routes = []
+    for pattern in resolver.url_patterns:
+        if isinstance(pattern, URLResolver):
+            routes += resolver_routes(pattern, prefix + str(pattern.pattern))
+        else:
+            assert isinstance(pattern, URLPattern)
+            routes.append(prefix + str(pattern.pattern))
+    return routes
+
+
+def client_for(world, role: str, path: str):
+    """API paths authenticate with the user's token, pages with a session."""
+    user = world.users.get(role)
+    if path.startswith("/api/"):
+        client = APIClient()
+        if user is not None:
+            client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+        return client
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+def send(world, role: str, probe: Probe):
+    path = probe.path(world) if callable(probe.path) else probe.path
+    client = client_for(world, role, path)
+    cache.clear()  # rate limits are proven in test_abuse; here every request is the role's first
+    data = probe.data(world) if callable(probe.data) else probe.data
+    with transaction.atomic():
+        if probe.method == "get":
+            response = client.get(path)
+        elif isinstance(client, APIClient):
+            response = client.post(path, data, format="json")
+        else:
+            response = client.post(path, data)
+        body = b"".join(response.streaming_content) if response.streaming else response.content
+        transaction.set_rollback(True)
+    return path, response, body
+
+
+def outcome_of(response) -> object:
+    if response.status_code == 302:
+        return f"redirect:{response['Location']}"
+    return response.status_code
+
+
+def matches(expected, actual) -> bool:
+    if isinstance(expected, str):
+        return isinstance(actual, str) and actual.startswith(expected)
+    return expected == actual
+
+
+def test_every_url_pattern_is_in_the_matrix():
+    listed = [row.route for row in MATRIX]
+    assert len(listed) == len(set(listed)), "a route is listed twice"
+    routes = set(resolver_routes())
+    missing = sorted(routes - set(listed))
+    stale = sorted(set(listed) - routes)
+    assert not missing, f"URL patterns without a row in the authorisation matrix: {missing}"
+    assert not stale, f"rows for URL patterns that no longer exist: {stale}"
+    for row in MATRIX + OUTSIDE_RESOLVER:
+        assert row.probes, f"{row.route}: a row needs at least one probe"
+        for probe in row.probes:
+            assert set(probe.expect) == set(ROLES), f"{row.route}: every role needs an expected answer"
+
+
+EMAIL = re.compile(rb"[\w.+-]+@[\w-]+\.[\w.-]+")
+
+
+def shows_emails(role: str, route: str) -> bool:
+    """Where another user's email may appear: superusers administer accounts in the admin; the email
+    confirmation page shows the address its secret key was mailed to (the key proves the mailbox)."""
+    return (role == "superuser" and route.startswith("admin/")) or route.startswith("accounts/^confirm-email/")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_gets_the_expected_answer_and_no_one_elses_email_on_every_url(world, role):
+    """Every probe of the matrix as this role: the expected status or redirect, and in no answer (pages
+    and API alike) the email address of any other user."""
+    from django.contrib.auth import get_user_model
+
+    own = world.users[role].email if role in world.users else None
+    others = {u.email.encode() for u in get_user_model().objects.exclude(email="") if u.email != own}
+    wrong, leaks = [], []
+    for row in MATRIX + OUTSIDE_RESOLVER:
+        for probe in row.probes:
+            path, response, body = send(world, role, probe)
+            actual = outcome_of(response)
+            if not matches(probe.expect[role], actual):
+                wrong.append(f"{probe.method.upper()} {path} ({row.route}): expected {probe.expect[role]}, "
+                             f"got {actual}")
+            found = others & set(EMAIL.findall(body))
+            if found and not shows_emails(role, row.route):
+                leaks.append(f"{probe.method.upper()} {path}: {sorted(e.decode() for e in found)}")
+    assert not wrong, f"{role}:\n" + "\n".join(wrong)
+    assert not leaks, f"{role} sees other users' emails:\n" + "\n".join(leaks)
+
+
+def test_a_moderator_cannot_set_anyones_password_or_email(world):
+    """Moderators change users (ban, notes) but must not take accounts over: a password set by them, or
+    an email they point at their own mailbox followed by a password reset, would open any account,
+    a superuser's included."""
+    from django.contrib.auth import get_user_model
+
+    root = world.users["superuser"]
+    client = client_for(world, "moderator", "/admin/")
+    form = client.get(f"/admin/oasst/user/{root.pk}/password/")
+    assert form.status_code == 403
+    client.post(f"/admin/oasst/user/{root.pk}/password/", {"password1": "taken-over-77", "password2": "taken-over-77",
+                                                           "usable_password": "true"})
+    client.post(f"/admin/oasst/user/{root.pk}/change/", {
+        "username": root.username, "email": "moderator@example.org", "preferred_language": "en",
+        "display_name": "", "moderator_notes": "", "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00"})
+    root = get_user_model().objects.get(pk=root.pk)
+    assert not root.check_password("taken-over-77")
+    assert root.email == "root@example.org"
+
+
+def test_nobody_sees_another_users_pending_task(world):
+    """Another user's pending task answers 404 everywhere (API and pages, admins included), cannot be
+    acknowledged, skipped or submitted, and its id and payload appear on no page of another user."""
+    task = world.others_task
+    for role in SIGNED_IN:
+        api_client = client_for(world, role, "/api/")
+        assert api_client.get(f"/api/v1/tasks/{task.pk}/").status_code == 404
+        for action, body in (("ack", {}), ("nack", {"reason": "x"}), ("submit", {"labels": {"spam": 0}})):
+            assert api_client.post(f"/api/v1/tasks/{task.pk}/{action}/", body, format="json").status_code in (403, 404)
+        pages = client_for(world, role, "/")
+        pages.post(f"/tasks/{task.pk}/skip/")
+        pages.post(f"/tasks/{task.pk}/submit/", {"label-spam": "0"})
+        for path in ("/dashboard/", "/profile/", "/profile/data/", "/messages/", f"/messages/{world.answer.pk}/"):
+            body = pages.get(path, follow=True).content.decode()
+            assert str(task.pk) not in body, f"{role} sees another user's task on {path}"
+    task.refresh_from_db()
+    assert task.acked_at is None and not task.done and not task.skipped
+
+
+def test_deleted_messages_stay_hidden_from_everyone_but_researchers_exports(world):
+    """A moderator-deleted message: not in the Messages pages, the tree page, the API's message and tree,
+    nor the default export; a researcher asking for deleted messages gets it."""
+    secret = world.spam.text
+    for role in SIGNED_IN:
+        pages = client_for(world, role, "/")
+        for path in ("/messages/", f"/messages/?q={secret.split()[0]}", f"/messages/{world.prompt.pk}/",
+                     "/profile/", "/dashboard/"):
+            assert secret not in pages.get(path, follow=True).content.decode(), f"{role}: {path}"
+        api_client = client_for(world, role, "/api/")
+        assert api_client.get(f"/api/v1/messages/{world.spam.pk}/").status_code == 404
+        tree = api_client.get(f"/api/v1/messages/{world.prompt.pk}/tree/")
+        assert tree.status_code == 200 and secret not in tree.content.decode()
+    researcher = client_for(world, "researcher", "/api/")
+    default = b"".join(researcher.get("/api/v1/exports/?state=growing").streaming_content).decode()
+    assert world.answer.text in default and secret not in default
+    everything = researcher.get("/api/v1/exports/?state=growing&include_deleted=true&include_spam=true")
+    assert secret in b"".join(everything.streaming_content).decode()
+    for role in ("contributor", "staff", "moderator", "banned"):
+        refused = client_for(world, role, "/api/").get("/api/v1/exports/?state=growing&include_deleted=true")
+        assert refused.status_code == 403, role
+
+
+def test_users_hidden_from_the_leaderboard_are_on_no_board(world):
+    from django.contrib.auth import get_user_model
+
+    from ranking.services import leaderboard_rebuild
+
+    get_user_model().objects.filter(pk=world.author.pk).update(show_on_leaderboard=False, display_name="Hidden Hera")
+    leaderboard_rebuild(frame="total")
+    for role in ROLES:
+        assert "Hidden Hera" not in client_for(world, role, "/").get("/leaderboard/total/").content.decode()
+        if role != "anonymous":
+            board = client_for(world, role, "/api/").get("/api/v1/leaderboard/total/").json()
+            assert "Hidden Hera" not in json.dumps(board)
