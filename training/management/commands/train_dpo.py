@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from training.data import file_sha256
 from training.dpo import DPOTrainingConfig, _number, train_dpo
 from training.management.commands import train_reward_model
 from training.models import TrainingRun
 from training.policy import PolicyMissing, default_policy_path
-from training.reward import code_version
-from training.services import training_run_fail, training_run_start, training_run_succeed
 
 
 class Command(train_reward_model.Command):
@@ -56,28 +52,7 @@ class Command(train_reward_model.Command):
             **{key: options[key] for key in ("epochs", "lr", "beta", "batch_size", "max_length", "eval_fraction")},
             seed=options["seed"],
         )
-        self.run = training_run_start(
-            kind=TrainingRun.Kind.DPO,
-            parameters={key: value for key, value in asdict(config).items() if key not in ("data", "output")},
-            data_file=str(data.resolve()),
-            data_sha256=file_sha256(data),
-            output_dir=str(Path(config.output).resolve()),
-        )
-        self.recorded_percent = 0
-        try:
-            metrics = train_dpo(config, progress=self._progress)
-        except ValueError as error:
-            training_run_fail(run=self.run, error=str(error))
-            raise CommandError(str(error)) from error
-        except BaseException as error:
-            training_run_fail(run=self.run, error=f"{type(error).__name__}: {error}")
-            raise
-        per_step_and_per_pair = ("steps", "eval_margins")
-        training_run_succeed(
-            run=self.run,
-            metrics={key: value for key, value in metrics.items() if key not in per_step_and_per_pair},
-            code_version=code_version(),
-        )
+        metrics = self.train_recorded(TrainingRun.Kind.DPO, config, train_dpo)
         self._summary(metrics)
         self.stdout.write(f"training run {self.run.pk} recorded")
 

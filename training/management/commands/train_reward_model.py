@@ -93,30 +93,37 @@ class Command(BaseCommand):
             eval_fraction=options["eval_fraction"],
             seed=options["seed"],
         )
+        metrics = self.train_recorded(TrainingRun.Kind.REWARD_MODEL, config, train_reward_model)
+        self._summary(metrics)
+        self.stdout.write(f"training run {self.run.pk} recorded")
+
+    def train_recorded(self, kind: str, config, train) -> dict:
+        """train(config, progress=...) recorded as a TrainingRun: failed with the error, or succeeded with the
+        metrics (per-step and per-item lists stay in the output folder's metrics.json)."""
+        from training.jobs import BULKY_METRICS
+
         self.run = training_run_start(
-            kind=TrainingRun.Kind.REWARD_MODEL,
+            kind=kind,
             parameters={key: value for key, value in asdict(config).items() if key not in ("data", "output")},
-            data_file=str(data.resolve()),
-            data_sha256=file_sha256(data),
+            data_file=str(Path(config.data).resolve()),
+            data_sha256=file_sha256(config.data),
             output_dir=str(Path(config.output).resolve()),
         )
         self.recorded_percent = 0
         try:
-            metrics = train_reward_model(config, progress=self._progress)
+            metrics = train(config, progress=self._progress)
         except ValueError as error:
             training_run_fail(run=self.run, error=str(error))
             raise CommandError(str(error)) from error
         except BaseException as error:
             training_run_fail(run=self.run, error=f"{type(error).__name__}: {error}")
             raise
-        steps_and_scores = ("steps", "eval_rewards")
         training_run_succeed(
             run=self.run,
-            metrics={key: value for key, value in metrics.items() if key not in steps_and_scores},
+            metrics={key: value for key, value in metrics.items() if key not in BULKY_METRICS},
             code_version=code_version(),
         )
-        self._summary(metrics)
-        self.stdout.write(f"training run {self.run.pk} recorded")
+        return metrics
 
     def _progress(self, step: int, total: int) -> None:
         percent = 100 * step // max(total, 1)
