@@ -27,6 +27,7 @@ from training.reward import (
     code_version,
     pairwise_accuracy,
     quiet_libraries,
+    trainer_arguments,
 )
 
 
@@ -124,28 +125,9 @@ def train_dpo(config: DPOTrainingConfig, *, progress: Callable[[int, int], None]
 
     model, tokenizer = load_policy(policy_path)
     use_cuda = torch.cuda.is_available()
-    steps_per_epoch = -(-len(train_pairs) // config.batch_size)
     args = DPOConfig(
-        output_dir=str(output / "checkpoints"),
-        num_train_epochs=config.epochs,
-        learning_rate=config.lr,
+        **trainer_arguments(config, output, train_items=len(train_pairs), evaluate=bool(eval_pairs)),
         beta=config.beta,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        max_length=config.max_length,
-        # TRL turns checkpointing on by default (under its old name); small policies fit without it and run faster
-        gradient_checkpointing=None,
-        activation_checkpointing=False,
-        use_cpu=not use_cuda,
-        bf16=use_cuda and torch.cuda.is_bf16_supported(),
-        eval_strategy="epoch" if eval_pairs else "no",
-        logging_steps=max(1, round(steps_per_epoch * config.epochs) // 50),
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        seed=config.seed,
-        data_seed=config.seed,
-        dataloader_num_workers=0,
     )
     # no ref_model: TRL loads a frozen copy of the policy from its folder
     trainer = DPOTrainer(

@@ -184,6 +184,36 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def trainer_arguments(config, output: Path, *, train_items: int, evaluate: bool) -> dict:
+    """The TRL trainer arguments shared by reward-model and DPO training (config: epochs, lr, batch_size,
+    max_length, seed): CPU or GPU, an evaluation each epoch, about 50 log lines, no checkpoints, no reporting."""
+    import torch
+
+    use_cuda = torch.cuda.is_available()
+    steps_per_epoch = -(-train_items // config.batch_size)
+    return {
+        "output_dir": str(output / "checkpoints"),
+        "num_train_epochs": config.epochs,
+        "learning_rate": config.lr,
+        "per_device_train_batch_size": config.batch_size,
+        "per_device_eval_batch_size": config.batch_size,
+        "max_length": config.max_length,
+        # TRL turns checkpointing on by default (under its old name); small models fit without it and run faster
+        "gradient_checkpointing": None,
+        "activation_checkpointing": False,
+        "use_cpu": not use_cuda,
+        "bf16": use_cuda and torch.cuda.is_bf16_supported(),
+        "eval_strategy": "epoch" if evaluate else "no",
+        "logging_steps": max(1, round(steps_per_epoch * config.epochs) // 50),
+        "save_strategy": "no",
+        "report_to": "none",
+        "disable_tqdm": True,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "dataloader_num_workers": 0,
+    }
+
+
 def train_reward_model(config: RewardTrainingConfig, *, progress: Callable[[int, int], None] | None = None) -> dict:
     """Train, evaluate on held-out trees and write the output folder; returns the final metrics."""
     import torch
@@ -211,28 +241,9 @@ def train_reward_model(config: RewardTrainingConfig, *, progress: Callable[[int,
     model.config.pad_token_id = tokenizer.pad_token_id
 
     use_cuda = torch.cuda.is_available()
-    steps_per_epoch = -(-len(train_pairs) // config.batch_size)
     args = RewardConfig(
-        output_dir=str(output / "checkpoints"),
-        num_train_epochs=config.epochs,
-        learning_rate=config.lr,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        max_length=config.max_length,
+        **trainer_arguments(config, output, train_items=len(train_pairs), evaluate=bool(eval_pairs)),
         center_rewards_coefficient=None,
-        # TRL turns checkpointing on by default (under its old name); small encoders fit without it and run faster
-        gradient_checkpointing=None,
-        activation_checkpointing=False,
-        use_cpu=not use_cuda,
-        bf16=use_cuda and torch.cuda.is_bf16_supported(),
-        eval_strategy="epoch" if eval_pairs else "no",
-        logging_steps=max(1, round(steps_per_epoch * config.epochs) // 50),
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        seed=config.seed,
-        data_seed=config.seed,
-        dataloader_num_workers=0,
     )
     trainer = _regularised_trainer_class()(
         model=model,
