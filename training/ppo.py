@@ -710,6 +710,10 @@ def train_ppo(
     if processes.main:
         before = json.loads((output / "samples_before.json").read_text())
         metrics = _write_outputs(trainer, before, after, output, seconds=time.monotonic() - started, in_sync=in_sync)
+    if processes.distributed:  # leave together: a process that tears its group down early aborts the others
+        import torch.distributed as dist
+
+        dist.barrier()
     return metrics
 
 
