@@ -2,7 +2,6 @@
 
 import json
 import math
-from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from training.dpo import completion_logps, preference_dataset
 from training.models import TrainingRun
 from training.policy import chat_prompt, load_policy
 
-from .tiny_models import node, write_synthetic_export
+from .tiny_models import node, recorded_command_run, write_synthetic_export
 
 # The module fixture records a run: every test declares the database so that it is set up even when run alone.
 pytestmark = pytest.mark.django_db
@@ -21,28 +20,11 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(scope="module")
 def trained(tiny_gpt2, synthetic_export, tmp_path_factory, django_db_setup, django_db_blocker):
-    data = synthetic_export
-    output = tmp_path_factory.mktemp("run") / "dpo"
-    stdout = StringIO()
-    with django_db_blocker.unblock():
-        call_command(
-            "train_dpo",
-            data=str(data),
-            output=str(output),
-            policy=str(tiny_gpt2),
-            epochs=3,
-            lr=5e-3,
-            beta=0.1,
-            batch_size=16,
-            max_length=64,
-            eval_fraction=0.25,
-            seed=0,
-            stdout=stdout,
-        )
-        run = TrainingRun.objects.get(output_dir=str(output))
-    yield output, stdout.getvalue(), run
-    with django_db_blocker.unblock():
-        run.delete()
+    with recorded_command_run(
+        django_db_blocker, "train_dpo", tmp_path_factory.mktemp("run") / "dpo", data=str(synthetic_export),
+        policy=str(tiny_gpt2), epochs=3, lr=5e-3, beta=0.1, batch_size=16, max_length=64, eval_fraction=0.25, seed=0,
+    ) as result:
+        yield result
 
 
 def test_the_command_writes_policy_tokenizer_metrics_curve_and_card(trained):

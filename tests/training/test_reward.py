@@ -1,7 +1,6 @@
 """Reward-model training end to end through `manage.py train_reward_model`, on a tiny BERT built here."""
 
 import json
-from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -10,7 +9,7 @@ from training.data import Turn
 from training.models import TrainingRun
 from training.reward import load_reward_model, score_replies
 
-from .tiny_models import node, write_synthetic_export
+from .tiny_models import node, recorded_command_run, write_synthetic_export
 
 # The module fixture records a run: every test declares the database so that it is set up even when run alone.
 pytestmark = pytest.mark.django_db
@@ -21,26 +20,11 @@ def trained(tiny_bert, tmp_path_factory, django_db_setup, django_db_blocker):
     folder = tmp_path_factory.mktemp("run")
     data = folder / "export.jsonl"
     write_synthetic_export(data, trees=60, seed=1)
-    output = folder / "rm"
-    stdout = StringIO()
-    with django_db_blocker.unblock():
-        call_command(
-            "train_reward_model",
-            data=str(data),
-            output=str(output),
-            base_model=str(tiny_bert),
-            epochs=8,
-            lr=2e-3,
-            batch_size=16,
-            max_length=64,
-            eval_fraction=0.25,
-            seed=0,
-            stdout=stdout,
-        )
-        run = TrainingRun.objects.get(output_dir=str(output))
-    yield output, stdout.getvalue(), run
-    with django_db_blocker.unblock():
-        run.delete()
+    with recorded_command_run(
+        django_db_blocker, "train_reward_model", folder / "rm", data=str(data), base_model=str(tiny_bert),
+        epochs=8, lr=2e-3, batch_size=16, max_length=64, eval_fraction=0.25, seed=0,
+    ) as result:
+        yield result
 
 
 def test_the_command_writes_model_tokenizer_metrics_plots_and_card(trained):
@@ -91,6 +75,19 @@ def test_trained_model_prefers_a_held_out_reply_with_the_marker(trained):
         max_length=max_length,
     )
     assert better > worse
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("epochs", 0, "must be positive"), ("lr", -1e-5, "must be positive"), ("eval_fraction", 1.0, r"\[0, 1\)")],
+)
+def test_bad_numbers_are_refused_before_a_run_is_recorded(
+    synthetic_export, tiny_bert, tmp_path, option, value, message
+):
+    with pytest.raises(CommandError, match=message):
+        call_command("train_reward_model", data=str(synthetic_export), output=str(tmp_path / "rm"),
+                     base_model=str(tiny_bert), **{option: value})
+    assert not TrainingRun.objects.filter(output_dir=str((tmp_path / "rm").resolve())).exists()
 
 
 def test_missing_data_file_is_refused(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from contextlib import contextmanager
 from io import StringIO
 from pathlib import Path
 
@@ -144,3 +145,21 @@ def run_ppo(output: Path, reward_model: Path, prompts: Path, policy: Path, **opt
         **{**TINY_PPO, **options},
     )
     return stdout.getvalue()
+
+
+@contextmanager
+def recorded_command_run(django_db_blocker, command: str, output: Path, **options):
+    """(output, stdout, run) of a training command run outside a test's transaction; the run is deleted after."""
+    from django.core.management import call_command
+
+    from training.models import TrainingRun
+
+    stdout = StringIO()
+    with django_db_blocker.unblock():
+        call_command(command, output=str(output), stdout=stdout, **options)
+        run = TrainingRun.objects.get(output_dir=str(Path(output).resolve()))
+    try:
+        yield output, stdout.getvalue(), run
+    finally:
+        with django_db_blocker.unblock():
+            run.delete()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from django.core.management.base import CommandError
 
 from training.dpo import DPOTrainingConfig, _number, train_dpo
@@ -19,28 +17,15 @@ class Command(train_reward_model.Command):
 
     def add_arguments(self, parser):
         defaults = DPOTrainingConfig(data="", output="")
-        parser.add_argument("--data", required=True, help="export file: trees, messages or HF rows (.jsonl[.gz])")
-        parser.add_argument("--output", required=True, help="folder for the policy, metrics, plots and model card")
+        train_reward_model.add_training_arguments(parser, defaults)
         parser.add_argument(
             "--policy", default=None, help="local causal LM folder (default: SmolLM2 from prepare_base_models)"
         )
-        parser.add_argument("--epochs", type=float, default=defaults.epochs)
-        parser.add_argument("--lr", type=float, default=defaults.lr)
         parser.add_argument("--beta", type=float, default=defaults.beta, help="strength of the pull to the reference")
-        parser.add_argument("--batch-size", type=train_reward_model._positive_int, default=defaults.batch_size)
-        parser.add_argument("--max-length", type=train_reward_model._positive_int, default=defaults.max_length)
-        parser.add_argument("--eval-fraction", type=float, default=defaults.eval_fraction)
-        parser.add_argument("--seed", type=int, default=defaults.seed)
 
     def handle(self, *args, **options):
         train_reward_model.raise_on_sigterm()
-        data = Path(options["data"])
-        if not data.is_file():
-            raise CommandError(f"no export file at {data}")
-        if not 0 <= options["eval_fraction"] < 1:
-            raise CommandError("--eval-fraction must be in [0, 1)")
-        if min(options["epochs"], options["lr"], options["beta"]) <= 0:
-            raise CommandError("--epochs, --lr and --beta must be positive")
+        data = train_reward_model.checked_data_file(options, positive=("epochs", "lr", "beta"))
         try:
             policy = options["policy"] or str(default_policy_path())
         except PolicyMissing as error:

