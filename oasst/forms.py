@@ -1,9 +1,11 @@
 """Forms of the profile pages; the services re-check everything they are given."""
 
+from allauth.account.forms import LoginForm as AllauthLoginForm
 from allauth.account.forms import SignupForm as AllauthSignupForm
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -43,6 +45,21 @@ class AccountDeleteForm(forms.Form):
         if username != self.user.username:
             raise ValidationError(_("That is not your username."), code="username_mismatch")
         return username
+
+
+LOGIN_MAX_LENGTH = 254  # an email address at most (a username is 150)
+
+
+class LoginForm(AllauthLoginForm):
+    """allauth's log-in form, its username-or-email field bounded: unbounded, a long one reached the
+    database (on SQLite a 500: "LIKE or GLOB pattern too complex")."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        login = self.fields["login"]
+        login.max_length = LOGIN_MAX_LENGTH
+        login.validators.append(MaxLengthValidator(LOGIN_MAX_LENGTH))
+        login.widget.attrs["maxlength"] = str(LOGIN_MAX_LENGTH)
 
 
 class SignupForm(AllauthSignupForm):

@@ -4,6 +4,7 @@ import logging
 import time
 
 from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils.functional import empty
 
 from oasst.health import health_report
@@ -54,16 +55,51 @@ class SqlCountHeaderMiddleware:
 
 
 SECRET_URL_KWARGS = {"key", "token", "uidb36", "uidb64"}  # allauth's and Django's email and password-reset links
+REDACTED_PATH = "<redacted>"
+
+
+def _secret_spans(resolver: URLResolver, path: str, offset: int) -> list[tuple[int, int, str]] | None:
+    """Where the URL pattern that `path` resolves to (below `resolver`) puts its secret kwargs: (start,
+    end, name) offsets into the full path; None when no pattern matches. Walks the patterns as Django
+    resolves them, each regex on what its parents left over."""
+    for entry in resolver.url_patterns:
+        if entry.pattern.match(path) is None:
+            continue
+        regex = entry.pattern.regex
+        match = regex.search(path) if isinstance(entry, URLResolver) else regex.fullmatch(path) or regex.search(path)
+        if match is None:
+            return None
+        spans = [(offset + match.start(name), offset + match.end(name), name) for name in regex.groupindex
+                 if name in SECRET_URL_KWARGS and match.start(name) >= 0]
+        if isinstance(entry, URLPattern):
+            return spans
+        inner = _secret_spans(entry, path[match.end():], offset + match.end())
+        if inner is not None:
+            return spans + inner
+    return None
 
 
 def _loggable_path(request: HttpRequest) -> str:
-    """The path without its query string; a path that carries a one-time key (email confirmation,
-    password reset) has the key replaced by its name: `/accounts/confirm-email/<key>/`."""
-    path = request.path
+    """The path without its query string; every part of it that a URL pattern names as a secret (the
+    key of an email confirmation, the uid and key of a password reset) is replaced by the name:
+    `/accounts/password/reset/key/<uidb36>-<key>/`. A path that only resolves with a slash appended
+    (the link cut short, redirected by APPEND_SLASH) is redacted the same way; a resolved URL with
+    secrets that cannot be located is logged as REDACTED_PATH."""
+    path, path_info = request.path, request.path_info
     match = getattr(request, "resolver_match", None)
-    for name, value in (match.kwargs.items() if match is not None else ()):
-        if name in SECRET_URL_KWARGS and value:
-            path = path.replace(str(value), f"<{name}>")
+    if match is not None and not SECRET_URL_KWARGS & set(match.kwargs):
+        return path
+    resolver = get_resolver(getattr(request, "urlconf", None))
+    candidates = [path_info] if path_info.endswith("/") else [path_info, path_info + "/"]
+    try:
+        spans = next((spans for candidate in candidates if (spans := _secret_spans(
+            resolver, candidate.removeprefix("/"), len(path) - len(path_info) + 1)) is not None), None)
+    except (TypeError, ValueError, IndexError):  # a pattern this walk cannot follow: log nothing of the path
+        return REDACTED_PATH
+    if spans is None:
+        return REDACTED_PATH if match is not None else path
+    for start, end, name in sorted(spans, reverse=True):
+        path = f"{path[:start]}<{name}>{path[min(end, len(path)):]}"
     return path
 
 

@@ -191,6 +191,14 @@ def logout_everywhere(*, user: User) -> dict[str, int]:
 
 
 @transaction.atomic
+def api_token_revoke_after_password_change(*, user: User) -> int:
+    """A new password ends the API token the old one gave out; returns how many were deleted. The other
+    sessions end by themselves (oasst.passwords); this one, where allauth keeps it, stays."""
+    deleted, _ = Token.objects.filter(user_id=user.pk).delete()
+    return deleted
+
+
+@transaction.atomic
 def account_delete(*, user: User) -> User:
     """Anonymise the account; its messages, reviews and rankings remain (SPEC: unless purged).
 

@@ -212,6 +212,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "oasst.passwords.RevokeApiTokenOnPasswordChange"},  # its password_changed() hook, on every path
 ]
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "dashboard"
@@ -224,7 +225,9 @@ ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 ACCOUNT_SIGNUP_FORM_HONEYPOT_FIELD = "website"
-ACCOUNT_FORMS = {"signup": "oasst.forms.SignupForm"}  # the honeypot hidden without a style attribute (CSP)
+ACCOUNT_ADAPTER = "oasst.account_adapter.AccountAdapter"  # failed log-ins count per account, any identifier
+# signup: the honeypot hidden without a style attribute (CSP); login: the identifier bounded
+ACCOUNT_FORMS = {"signup": "oasst.forms.SignupForm", "login": "oasst.forms.LoginForm"}
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "http" if DEBUG else "https"
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[OASST] "
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = False

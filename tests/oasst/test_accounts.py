@@ -1,12 +1,18 @@
 """Sign-up, email verification, log-in by username or email, log-out and password reset (allauth)."""
 
+import io
 import re
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.core import mail
+from django.core.management import call_command
+from django.test import Client
+from rest_framework.authtoken.models import Token
 
-from tests.factories import PASSWORD
+from tests.conftest import token_client
+from tests.factories import PASSWORD, UserFactory
 
 User = get_user_model()
 SIGNUP = {"username": "newbie", "email": "newbie@example.org",
@@ -119,3 +125,94 @@ def test_pages_answer(client):
 def test_account_pages_use_the_site_layout(client):
     for path in ["/accounts/login/", "/accounts/signup/", "/accounts/password/reset/"]:
         assert 'class="site-header"' in client.get(path).content.decode(), path
+
+
+# --- a new password revokes the API token and ends the other sessions ---------------------------------
+
+NEW_PASSWORD = "brand-new-pass-77"
+
+
+def reset_through_the_pages(client, user, admin):
+    client.post("/accounts/password/reset/", {"email": user.email})
+    link = re.search(r"https?://\S+/accounts/password/reset/key/\S+/", mail.outbox[-1].body).group(0)
+    form_page = client.get("/" + link.split("://", 1)[1].split("/", 1)[1], follow=True)
+    return client.post(form_page.redirect_chain[-1][0], {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
+
+
+def change_through_the_pages(client, user, admin):
+    client.force_login(user)
+    return client.post("/accounts/password/change/", {"oldpassword": PASSWORD, "password1": NEW_PASSWORD,
+                                                      "password2": NEW_PASSWORD})
+
+
+def set_through_the_pages(client, user, admin):
+    client.force_login(user)
+    return client.post("/accounts/password/set/", {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
+
+
+def set_by_a_superuser_in_the_admin(client, user, admin):
+    client.force_login(admin)
+    return client.post(f"/admin/oasst/user/{user.pk}/password/", {"usable_password": "true",
+                                                                  "password1": NEW_PASSWORD,
+                                                                  "password2": NEW_PASSWORD})
+
+
+def set_with_the_changepassword_command(client, user, admin, monkeypatch=None):
+    from django.contrib.auth.management.commands import changepassword
+
+    monkeypatch.setattr(changepassword.getpass, "getpass", lambda prompt="": NEW_PASSWORD)
+    call_command("changepassword", user.username, stdout=io.StringIO())
+
+
+PASSWORD_PATHS = [reset_through_the_pages, change_through_the_pages, set_through_the_pages,
+                  set_by_a_superuser_in_the_admin, set_with_the_changepassword_command]
+KEEPS_THIS_SESSION = {change_through_the_pages, set_through_the_pages}  # allauth: LOGOUT_ON_PASSWORD_CHANGE off
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("set_password", PASSWORD_PATHS, ids=lambda path: path.__name__)
+def test_a_new_password_revokes_the_api_token_and_ends_other_sessions(client, user, admin_user, monkeypatch,
+                                                                      set_password):
+    """Whoever holds a stolen token or session loses it when the owner resets or changes the password,
+    whichever way the password is set; a bystander's token and session are untouched."""
+    if set_password is set_through_the_pages:  # a social-login account sets its first password
+        user.set_unusable_password()
+        user.save()
+    bystander = UserFactory()
+    stolen_session, bystander_session = Client(), Client()
+    stolen_session.force_login(user)
+    bystander_session.force_login(bystander)
+    stolen_token, bystander_token = token_client(user), token_client(bystander)
+    assert stolen_token.get("/api/v1/users/me/").status_code == 200
+    assert stolen_session.get("/profile/").status_code == 200
+
+    kwargs = {"monkeypatch": monkeypatch} if set_password is set_with_the_changepassword_command else {}
+    response = set_password(client, user, admin_user, **kwargs)
+    assert response is None or response.status_code == 302, response.content.decode()[:2000]
+
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
+    assert not Token.objects.filter(user=user).exists()
+    assert stolen_token.get("/api/v1/users/me/").status_code == 401
+    assert stolen_session.get("/profile/").status_code == 302
+    assert "_auth_user_id" not in stolen_session.session
+    assert bystander_token.get("/api/v1/users/me/").status_code == 200
+    assert bystander_session.get("/profile/").status_code == 200
+    if set_password in KEEPS_THIS_SESSION:
+        assert client.get("/profile/").status_code == 200
+    assert client.post("/api/v1/auth/token/", {"username": user.username, "password": NEW_PASSWORD},
+                       content_type="application/json").status_code == 200, "a new token can be had"
+
+
+@pytest.mark.django_db
+def test_a_rehash_on_log_in_keeps_the_token(client, user, settings):
+    """Django re-hashes a password at log-in when the hasher changed: that is not a new password."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher",
+                                 "django.contrib.auth.hashers.MD5PasswordHasher"]
+    user.password = make_password(PASSWORD, hasher="md5")
+    user.save()
+    token = token_client(user)
+    assert client.post("/accounts/login/", {"login": user.username, "password": PASSWORD}).status_code == 302
+    user.refresh_from_db()
+    assert user.password.startswith("pbkdf2_")
+    assert token.get("/api/v1/users/me/").status_code == 200

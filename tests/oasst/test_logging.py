@@ -5,12 +5,17 @@ import io
 import json
 import logging
 import re
+from urllib.parse import unquote
 
 import pytest
+from django.core import mail
 from django.test import Client
+from django.urls import URLResolver, get_resolver, reverse
 from rest_framework.authtoken.models import Token
 
 from oasst.logging import JsonFormatter, PlainFormatter, RequestIdFilter, request_id_from_header, request_id_var
+from oasst.middleware import SECRET_URL_KWARGS
+from tests.factories import UserFactory
 from tests.oasst.test_settings import run_django
 
 pytestmark = pytest.mark.django_db
@@ -189,3 +194,176 @@ def test_log_format_plain_is_text_and_a_bad_format_stops_startup():
     assert "oasst.access [cfg-1] GET /no-such-page/ 404" in plain.stdout
     bad = run_django({"LOG_FORMAT": "xml"}, "check")
     assert bad.returncode != 0 and "LOG_FORMAT='xml' is not one of" in bad.stderr
+
+
+# --- secrets in paths: redacted by URL pattern -----------------------------------------------------
+
+URLCONFS = ["oasst.urls", "tests.oasst.urls_with_django_auth"]
+# Every named group of every URL pattern is either a secret (redacted in the access log) or one of these.
+PUBLIC_URL_KWARGS = {"object_id", "app_label", "url", "frame", "task_id", "message_id", "action", "tree_id",
+                     "flag_id", "content_type_id", "id", "decision", "name", "run_id"}
+# Values a secret group accepts, chosen to hide among the path's other characters: single characters
+# present in the static parts and in each other, and the follow-up "set-password" key.
+SECRET_SAMPLES = [{"key": "e", "uidb36": "e", "uidb64": "e", "token": "e"},
+                  {"key": "set-password", "uidb36": "s", "uidb64": "s", "token": "set-password"},
+                  {"key": "MQ:1vKey-e:reset", "uidb36": "1", "uidb64": "MQ", "token": "cz1-e2a"}]
+
+
+def url_endpoints(urlconf: str):
+    """(name, named groups) of every endpoint the resolver knows, included URL lists too."""
+    def walk(resolver, groups, namespace):
+        for entry in resolver.url_patterns:
+            entry_groups = groups | set(entry.pattern.regex.groupindex)
+            if isinstance(entry, URLResolver):
+                inner = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+                yield from walk(entry, entry_groups, inner)
+            elif entry.name:
+                yield f"{namespace}{entry.name}", entry_groups
+            else:
+                yield None, entry_groups
+    return list(walk(get_resolver(urlconf), set(), ""))
+
+
+def secret_urls() -> list:
+    return [pytest.param(urlconf, name, sorted(groups & SECRET_URL_KWARGS), id=f"{urlconf}:{name}")
+            for urlconf in URLCONFS for name, groups in url_endpoints(urlconf) if groups & SECRET_URL_KWARGS]
+
+
+def test_every_url_kwarg_is_known_to_be_secret_or_public():
+    for urlconf in URLCONFS:
+        names = set().union(*(groups for _, groups in url_endpoints(urlconf)))
+        assert names - SECRET_URL_KWARGS - PUBLIC_URL_KWARGS == set(), f"classify these URL kwargs ({urlconf})"
+    assert len(secret_urls()) >= 4  # allauth's confirmation and reset links, Django's reset and its follow-up
+
+
+@pytest.mark.parametrize("sample", SECRET_SAMPLES, ids=["one-char", "set-password", "realistic"])
+@pytest.mark.parametrize(("urlconf", "name", "secrets"), secret_urls())
+def test_every_secret_in_a_path_is_redacted_by_its_url_pattern(json_logs, client, settings, urlconf, name, secrets,
+                                                               sample):
+    settings.ROOT_URLCONF = urlconf
+    markers = {group: f"ZZ{group.upper()}ZZ" for group in secrets}
+    expected = reverse(name, kwargs=markers)
+    for group, marker in markers.items():
+        expected = expected.replace(marker, f"<{group}>")
+    path = reverse(name, kwargs={group: sample[group] for group in secrets})
+    client.get(path)
+    client.get(path.rstrip("/"))  # the same link without its slash: redirected, still a secret
+    logged = [line["path"] for line in access_lines(json_logs())]
+    assert logged == [expected, expected.rstrip("/")]
+
+
+def reset_link(client, user) -> str:
+    client.post("/accounts/password/reset/", {"email": user.email})
+    link = re.search(r"https?://\S+/accounts/password/reset/key/\S+/", mail.outbox[-1].body).group(0)
+    return "/" + link.split("://", 1)[1].split("/", 1)[1]
+
+
+def test_a_reset_link_cannot_be_rebuilt_from_the_access_log(json_logs, client):
+    """The whole reset flow through the pages: no logged line holds the uid or any part of the key, and
+    putting the user's uid back into a logged path (the attack) gives no working link."""
+    from allauth.account.utils import user_pk_to_url_str
+
+    victim = UserFactory()
+    uid = user_pk_to_url_str(victim)
+    link = reset_link(client, victim)
+    form_page = client.get(link, follow=True)
+    set_password_path = form_page.redirect_chain[-1][0]
+    key = link.rstrip("/").rsplit("/", 1)[1].removeprefix(f"{uid}-")
+    paths = [line["path"] for line in access_lines(json_logs())]
+    assert "/accounts/password/reset/key/<uidb36>-<key>/" in paths
+    for path in paths:
+        assert key not in path and f"/{uid}-" not in path, path
+        assert not any(key[i:i + 4] in path for i in range(len(key) - 3)), path
+    for path in {path for path in paths if "<uidb36>" in path}:
+        attacker = Client()
+        rebuilt = attacker.get(path.replace("<uidb36>", uid), follow=True)
+        assert 'name="password1"' not in rebuilt.content.decode(), path
+    assert client.post(set_password_path, {"password1": "brand-new-pass-77",
+                                           "password2": "brand-new-pass-77"}).status_code == 302
+    victim.refresh_from_db()
+    assert victim.check_password("brand-new-pass-77")
+
+
+# --- control characters: one record, one line ---------------------------------------------------
+
+FORGED = "2026-01-01 00:00:00,000 INFO oasst.access [x] GET /admin/ 200 1.0ms user=1"
+NASTY_PATHS = [f"/no-such-page%0a{FORGED.replace(' ', '%20')}", "/a%0d%0aforged", "/esc%1b[31mred",
+               "/nel%c2%85x", "/ls%e2%80%a8x", "/ps%e2%80%a9x", "/nul%00x", "/del%7fx", "/tab%09x"]
+
+
+def plain_logs_handler():
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(PlainFormatter())
+    handler.addFilter(RequestIdFilter())
+    return buffer, handler
+
+
+@pytest.mark.parametrize("path", NASTY_PATHS)
+def test_control_characters_in_a_path_are_escaped_in_both_formats(json_logs, client, path):
+    buffer, handler = plain_logs_handler()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        client.get(path)
+    finally:
+        root.removeHandler(handler)
+    plain = [line for line in buffer.getvalue().splitlines() if line.split(" ")[3] == "oasst.access"]
+    assert len(plain) == 1 and buffer.getvalue().count("\n") == len(buffer.getvalue().splitlines()), plain
+    assert all(not re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", line) for line in buffer.getvalue().split("\n"))
+    [access] = access_lines(json_logs())
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", access["path"] + access["message"]), access
+    for raw, escaped in [("\n", "\\n"), ("\r", "\\r"), ("\x1b", "\\x1b"), ("\x85", "\\x85"), ("\u2028", "\\u2028"),
+                         ("\x00", "\\x00"), ("\t", "\\t")]:
+        if raw in unquote(path):
+            assert escaped in access["path"] and escaped in plain[0], (raw, plain[0])
+
+
+def test_every_field_of_a_record_is_escaped_in_both_formats(json_logs):
+    """Not only the access log's path: any logger, any extra field, the message and its arguments."""
+    buffer, handler = plain_logs_handler()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        logging.getLogger("oasst.test\nforged").warning("a %s b\x1b", "x\r\ny", extra={"field": "f\u2029g",
+                                                                                        "nested": {"k": "v\nw"}})
+    finally:
+        root.removeHandler(handler)
+    assert buffer.getvalue().count("\n") == 1
+    assert "oasst.test\\nforged" in buffer.getvalue() and "a x\\r\\ny b\\x1b" in buffer.getvalue()
+    [line] = json_logs()
+    assert (line["logger"], line["message"], line["field"], line["nested"]) == (
+        "oasst.test\\nforged", "a x\\r\\ny b\\x1b", "f\\u2029g", {"k": "v\\nw"})
+
+
+def test_a_traceback_in_the_plain_format_cannot_pass_for_a_record():
+    """Tracebacks stay readable over several lines, but each continuation line is marked, so an
+    exception message with a line break cannot start a line that looks like a record."""
+    buffer, handler = plain_logs_handler()
+    logger = logging.getLogger("oasst.test")
+    logger.addHandler(handler)
+    try:
+        try:
+            raise ValueError(f"boom\n{FORGED}\x1b")
+        except ValueError:
+            logger.exception("it failed")
+    finally:
+        logger.removeHandler(handler)
+    first, *rest = buffer.getvalue().splitlines()
+    assert first.endswith("ERROR oasst.test [-] it failed") and rest
+    assert all(line.startswith("  | ") for line in rest), rest
+    assert "\x1b" not in buffer.getvalue()
+
+
+def test_configured_formats_write_one_line_for_a_path_with_a_line_break():
+    request = ("from django.test import Client; "
+               f"Client().get('/no-such-page/%0a{FORGED.replace(' ', '%20')}', HTTP_X_REQUEST_ID='cfg-2')")
+    for log_format in ["plain", "json"]:
+        result = run_django({"LOG_FORMAT": log_format, "ALLOWED_HOSTS": "testserver"}, "shell", "-v", "0", "-c",
+                            request)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert not [line for line in lines if line.startswith("2026-01-01")], lines
+        access = [line for line in lines if (json.loads(line)["logger"] if log_format == "json"
+                                             else line.split(" ")[3]) == "oasst.access"]
+        assert len(access) == 1 and "/no-such-page/\\n2026-01-01" in access[0].replace("\\\\", "\\"), access

@@ -258,3 +258,102 @@ def test_limits_count_in_redis_so_every_worker_process_shares_them(small_trees, 
     keys = redis.Redis.from_url(os.environ["REDIS_URL"]).keys(f"*throttle_task_request_{user.pk}")
     assert keys, "the per-user counter is not in Redis"
     assert api.post("/api/v1/tasks/", {"type": "initial_prompt", "lang": "en"}).status_code == 429
+
+
+# --- Failed log-ins count per account, whichever identifier names it (pages and API) ---------------
+
+_attempts = iter(range(1, 10_000))
+
+
+def log_in(channel: str, identifier: str, password: str):
+    """One log-in from a fresh address (the per-IP limit stays out of the way): the page's answer, or
+    the token endpoint's."""
+    attempt = next(_attempts)
+    address = f"198.18.{attempt // 250}.{attempt % 250 + 1}"
+    if channel == "api":
+        return APIClient(REMOTE_ADDR=address).post("/api/v1/auth/token/", {"username": identifier,
+                                                                            "password": password})
+    return Client(REMOTE_ADDR=address).post("/accounts/login/", {"login": identifier, "password": password})
+
+
+def refused_as_rate_limited(channel: str, response) -> bool:
+    if channel == "api":
+        return response.status_code == 429 and response.json()["code"] == "throttled"
+    return response.status_code in (200, 429) and "Too many failed login attempts" in response.content.decode()
+
+
+def identifiers(user) -> dict[str, str]:
+    return {"username": user.username, "email": user.email, "EMAIL": user.email.upper(),
+            "USERNAME": user.username.upper()}
+
+
+GUESSES = [  # (channel, identifier) of the five failures, then of the try with the right password
+    ([("page", "username")] * 5, ("page", "email")),
+    ([("page", "username")] * 5, ("page", "EMAIL")),
+    ([("page", "username")] * 5, ("api", "email")),
+    ([("page", "email")] * 5, ("api", "username")),
+    ([("api", "email")] * 5, ("page", "username")),
+    ([("api", "EMAIL")] * 5, ("api", "USERNAME")),
+    ([("page", "username"), ("page", "email"), ("api", "EMAIL"), ("api", "username"), ("page", "USERNAME")],
+     ("page", "email")),
+]
+
+
+@pytest.mark.parametrize(("failures", "then"), GUESSES,
+                         ids=["-".join(f"{c}:{i}" for c, i in [*f, t]) for f, t in GUESSES])
+def test_failed_log_ins_count_per_account_whichever_identifier_names_it(failures, then):
+    """Five wrong passwords for one account, as its username or its email in any case, on the page or
+    the API: the account is locked for the window, the right password included, whatever identifier
+    and channel come next; another account is not affected."""
+    victim, bystander = UserFactory(), UserFactory()
+    names = identifiers(victim)
+    for channel, identifier in failures:
+        wrong = log_in(channel, names[identifier], "guess")
+        assert not refused_as_rate_limited(channel, wrong)
+    for channel, identifier in [then, *[(c, i) for c in ("page", "api") for i in names]]:
+        assert refused_as_rate_limited(channel, log_in(channel, names[identifier], PASSWORD)), (channel, identifier)
+        assert refused_as_rate_limited(channel, log_in(channel, names[identifier], "guess")), (channel, identifier)
+    assert log_in("api", bystander.email, PASSWORD).status_code == 200
+    assert log_in("page", bystander.username, PASSWORD).status_code == 302
+
+
+def test_the_account_lock_ends_when_the_window_passes(monkeypatch):
+    """As allauth does: five failures in five minutes lock the account; after that the right password
+    works again, as the username or the email."""
+    import allauth.core.internal.ratelimit as allauth_ratelimit
+
+    victim = UserFactory()
+    for identifier in ["username", "email", "EMAIL", "username", "email"]:
+        log_in("page", identifiers(victim)[identifier], "guess")
+    assert refused_as_rate_limited("api", log_in("api", victim.email, PASSWORD))
+    real = allauth_ratelimit.time
+    monkeypatch.setattr(allauth_ratelimit, "time", type("Later", (), {
+        "time": staticmethod(lambda: real.time() + 301), "monotonic": staticmethod(real.monotonic),
+        "sleep": staticmethod(real.sleep)}))
+    assert log_in("api", victim.email, PASSWORD).status_code == 200
+    assert log_in("page", victim.username, PASSWORD).status_code == 302
+
+
+def test_failures_for_an_unknown_identifier_are_still_limited():
+    """No account behind the identifier: allauth's own per-identifier count applies."""
+    for _ in range(5):
+        assert log_in("api", "nobody@example.org", "guess").status_code == 400
+    assert log_in("api", "NOBODY@example.org", "guess").status_code == 429
+
+
+def test_a_password_reset_lifts_the_account_lock():
+    """allauth clears the failed log-ins of the reset email's account: the lock keyed on the account
+    follows, so the owner logs in at once with the new password, by username too."""
+    import re
+
+    from django.core import mail
+
+    victim = UserFactory()
+    for _ in range(5):
+        log_in("page", victim.username, "guess")
+    owner = Client()
+    owner.post("/accounts/password/reset/", {"email": victim.email})
+    link = re.search(r"https?://\S+/accounts/password/reset/key/\S+/", mail.outbox[-1].body).group(0)
+    form_page = owner.get("/" + link.split("://", 1)[1].split("/", 1)[1], follow=True)
+    owner.post(form_page.redirect_chain[-1][0], {"password1": "brand-new-pass-77", "password2": "brand-new-pass-77"})
+    assert log_in("page", victim.username, "brand-new-pass-77").status_code == 302
