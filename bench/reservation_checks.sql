@@ -1,10 +1,12 @@
 -- After a benchmark run: was any work over-reserved? Every "violations" query should answer 0.
 --   psql -h 127.0.0.1 -U postgres -d oasst_bench -f bench/reservation_checks.sql
--- Limits are the SPEC defaults; pass others with -v, e.g. -v num_reviews_reply=1.
+-- Limits are the SPEC defaults; pass others with -v, e.g. -v num_reviews_reply=1 -v max_pending_tasks_per_user=8.
 \if :{?num_reviews_initial_prompt} \else \set num_reviews_initial_prompt 3 \endif
 \if :{?num_reviews_reply} \else \set num_reviews_reply 3 \endif
 \if :{?num_required_rankings} \else \set num_required_rankings 3 \endif
 \if :{?num_prompter_replies} \else \set num_prompter_replies 1 \endif
+\if :{?max_pending_tasks_per_user} \else \set max_pending_tasks_per_user 8 \endif
+\if :{?pending_tasks_window_seconds} \else \set pending_tasks_window_seconds 300 \endif
 \pset footer off
 
 \echo '== what the run produced'
@@ -87,6 +89,21 @@ FROM tasks_review r JOIN tasks_message m ON m.id = r.message_id WHERE m.author_i
 UNION ALL
 SELECT 'same text twice from one user', count(*)
 FROM (SELECT author_id, text FROM tasks_message GROUP BY 1, 2 HAVING count(*) > 1) s;
+
+\echo '== one user, concurrent requests (task_loop.py --burst): the pending cap, one open task per item'
+\echo '   (open tasks only: a task still open was open when each later one was handed out)'
+SELECT 'open tasks of one user beyond the pending cap within one window' AS check, count(*) AS violations,
+       coalesce(max(n), 0) AS worst
+FROM (SELECT t.id, (SELECT count(*) FROM tasks_task o
+                    WHERE o.user_id = t.user_id AND NOT o.done AND NOT o.skipped AND NOT o.expired
+                      AND o.created_at <= t.created_at
+                      AND o.created_at > t.created_at - make_interval(secs => :pending_tasks_window_seconds)) AS n
+      FROM tasks_task t WHERE NOT t.done AND NOT t.skipped AND NOT t.expired) s
+WHERE n > :max_pending_tasks_per_user
+UNION ALL
+SELECT 'items held by one user in two open tasks', count(*), coalesce(max(n), 0)
+FROM (SELECT user_id, item_id, count(*) AS n FROM tasks_task
+      WHERE item_id IS NOT NULL AND NOT done AND NOT skipped AND NOT expired GROUP BY 1, 2 HAVING count(*) > 1) s;
 
 \echo '== counters agree with the rows they count'
 SELECT 'review_count differs from reviews' AS check, count(*) AS violations

@@ -5,7 +5,11 @@ It starts no server, talks only to the given loopback base URL, and stops by its
 bench/README.md for the whole procedure (database, users, gunicorn) and what each figure means.
 
     python bench/task_loop.py --base-url http://127.0.0.1:8010 --tokens bench/results/tokens.json \
-        --concurrency 32 --duration 60 --warmup-prompts 20
+        --concurrency 32 --duration 60 --warmup-prompts 20 --burst 30
+
+With --burst N, halfway through the run one more user (the token after the contributors') sends N
+task requests at once and keeps what it gets open: it must get at most --pending-cap tasks and
+never one item twice (bench/reservation_checks.sql checks the same in the database).
 """
 
 from __future__ import annotations
@@ -224,6 +228,53 @@ class Contributor:
                     self.stats.loops += 1
 
 
+def one_user_burst(token: str, base_url: str, lang: str, requests_at_once: int, pending_cap: int,
+                   timeout: float) -> dict:
+    """One user sends `requests_at_once` task requests released together (one session each, as many
+    tabs or scripts would) and keeps the tasks open; returns what came back and what went wrong."""
+    barrier = threading.Barrier(requests_at_once)
+    responses: list = [None] * requests_at_once
+
+    def send(index: int):
+        session = requests.Session()
+        session.trust_env = False
+        session.headers.update({"Authorization": f"Token {token}", "Accept": "application/json"})
+        try:
+            barrier.wait()
+            responses[index] = session.post(base_url + "/api/v1/tasks/", json={"type": "random", "lang": lang},
+                                            timeout=timeout, allow_redirects=False)
+        except requests.RequestException as error:
+            responses[index] = error
+        finally:
+            session.close()
+
+    threads = [threading.Thread(target=send, args=(i,), daemon=True) for i in range(requests_at_once)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout + 10)
+    outcomes = Counter()
+    items = Counter()
+    for response in responses:
+        if not isinstance(response, requests.Response):
+            outcomes[f"connection {type(response).__name__}"] += 1
+        elif response.status_code == 201:
+            outcomes["201"] += 1
+            item = response.json().get("message_id")
+            if item:
+                items[item] += 1
+        else:
+            outcomes[f"{response.status_code} {error_code(response)}"] += 1
+    violations = []
+    if outcomes["201"] > pending_cap:
+        violations.append(f"{outcomes['201']} tasks handed out against a pending cap of {pending_cap}")
+    violations += [f"item {item} handed out {n} times" for item, n in items.items() if n > 1]
+    expected = {"201", "429 too_many_pending_tasks", "404 no_task"}
+    violations += [f"{n} x {outcome}" for outcome, n in outcomes.items() if outcome not in expected]
+    return {"requests": requests_at_once, "pending_cap": pending_cap, "outcomes": dict(outcomes.most_common()),
+            "violations": violations}
+
+
 def git_commit() -> str | None:
     root = Path(__file__).resolve().parent.parent
     try:
@@ -282,6 +333,11 @@ def print_table(result: dict):
     print("\nerrors (endpoint status code):" + ("" if result["errors"] else " none"))
     for key, count in result["errors"].items():
         print(f"  {key:<50}{count:>7}")
+    burst = result.get("burst")
+    if burst:
+        outcomes = ", ".join(f"{n} x {outcome}" for outcome, n in burst["outcomes"].items())
+        print(f"\none user, {burst['requests']} requests at once (pending cap {burst['pending_cap']}): {outcomes}")
+        print("  violations: " + ("; ".join(burst["violations"]) or "none"))
 
 
 def warmup(contributors: list[Contributor], prompts: int):
@@ -302,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-prompts", type=int, default=0, help="prompts to write first (not measured)")
     parser.add_argument("--timeout", type=float, default=30, help="seconds per HTTP request")
     parser.add_argument("--seed", type=int, default=None, help="random seed of the answers and label values")
+    parser.add_argument("--burst", type=int, default=0,
+                        help="halfway, one more user sends this many task requests at once (0: none)")
+    parser.add_argument("--pending-cap", type=int, default=8,
+                        help="the server's OASST_MAX_PENDING_TASKS_PER_USER, which the burst must not pass")
     parser.add_argument("--commit", help="server code version to record (default: this checkout's git commit)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "task_loop.json"))
     args = parser.parse_args(argv)
@@ -312,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     tokens = json.loads(Path(args.tokens).read_text())
     if not isinstance(tokens, list) or len(tokens) < args.concurrency or args.concurrency < 1:
         parser.error(f"--tokens must hold at least --concurrency ({args.concurrency}) tokens")
+    if args.burst < 0 or (args.burst and len(tokens) <= args.concurrency):
+        parser.error(f"--burst needs a token beyond the contributors' ({args.concurrency} + 1)")
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     stats = Stats()
     contributors = [Contributor(i + 1, tokens[i], base_url, args.lang, stats, args.timeout, seed + i)
@@ -330,25 +392,32 @@ def main(argv: list[str] | None = None) -> int:
     threads = [threading.Thread(target=c.run_until, args=(deadline,), daemon=True) for c in contributors]
     for thread in threads:
         thread.start()
+    burst = None
+    if args.burst:
+        time.sleep(args.duration / 2)
+        burst = one_user_burst(tokens[args.concurrency], base_url, args.lang, args.burst, args.pending_cap,
+                               args.timeout)
     for thread in threads:
         thread.join(timeout=max(0.0, deadline - time.monotonic()) + args.timeout + 5)
     elapsed = time.monotonic() - start
 
     result = {
         "parameters": {"base_url": base_url, "concurrency": args.concurrency, "duration_s": args.duration,
-                       "lang": args.lang, "warmup_prompts": args.warmup_prompts, "seed": seed},
+                       "lang": args.lang, "warmup_prompts": args.warmup_prompts, "seed": seed,
+                       "burst": args.burst, "pending_cap": args.pending_cap},
         "date": started_at.isoformat(timespec="seconds"),
         "commit": args.commit or git_commit(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()]},
         **summary(stats, elapsed),
+        **({"burst": burst} if burst else {}),
     }
     print_table(result)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwritten to {out}")
-    return 0
+    return 1 if burst and burst["violations"] else 0
 
 
 if __name__ == "__main__":

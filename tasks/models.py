@@ -166,6 +166,12 @@ class Task(models.Model):
             models.Index(fields=["expires_at"], condition=Q(done=False, skipped=False, expired=False),
                          name="task_open_expiry_idx"),
         ]
+        constraints = [
+            # Never one item twice to one user, also when their requests race (tasks.services' claim lock).
+            models.UniqueConstraint(fields=["user", "item"],
+                                    condition=Q(done=False, skipped=False, expired=False, item__isnull=False),
+                                    name="task_open_once_per_user_item"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} task {self.pk}"

@@ -6,10 +6,11 @@ from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection
-from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.db.models.fields import CharField, IntegerField
 from django.utils import timezone
 
+from oasst.errors import NotFound
 from tasks.models import Message, MessageTree, Role, Task, TaskType, TreeState
 from tasks.tree_manager import Candidate, Pool, TreeConfig
 
@@ -17,19 +18,28 @@ CANDIDATES_PER_POOL = 12
 POOL_COLUMNS = ("id", "tree_id", "role", "children_count", "reply_limit")
 
 
+OPEN = Q(done=False, skipped=False, expired=False)
+
+
 def open_tasks(**filters) -> QuerySet[Task]:
-    return Task.objects.filter(done=False, skipped=False, expired=False, **filters)
+    return Task.objects.filter(OPEN, **filters)
 
 
 LABEL_TYPES = (TaskType.LABEL_INITIAL_PROMPT, TaskType.LABEL_PROMPTER_REPLY, TaskType.LABEL_ASSISTANT_REPLY)
 REPLY_TYPES = (TaskType.ASSISTANT_REPLY, TaskType.PROMPTER_REPLY)
 RANK_TYPES = (TaskType.RANK_ASSISTANT_REPLIES, TaskType.RANK_PROMPTER_REPLIES, TaskType.RANK_INITIAL_PROMPTS)
+POOL_TYPES = {Pool.REVIEW_PROMPT: LABEL_TYPES, Pool.REVIEW_REPLY: LABEL_TYPES, Pool.REPLY: REPLY_TYPES,
+              Pool.RANKING: RANK_TYPES}
+
+
+def _touched(types) -> Q:
+    """A task of this kind on the item that is done, skipped or still open (expired ones don't
+    count), or an open task of any kind on it: the item is not offered to the user again."""
+    return Q(type__in=types, expired=False) | OPEN
 
 
 def _not_touched_by(user, types) -> Exists:
-    """The user has a task of this kind on the item that is done, skipped or still open (expired
-    ones don't count): such an item is not offered to them again."""
-    return Exists(Task.objects.filter(user=user, item=OuterRef("pk"), type__in=types, expired=False))
+    return Exists(Task.objects.filter(_touched(types), user=user, item=OuterRef("pk")))
 
 
 def _pool_rows(qs: QuerySet, pool: str, config: TreeConfig) -> QuerySet:
@@ -160,6 +170,23 @@ def _candidate_rows(*, user, lang: str, config: TreeConfig, pools: dict[str, str
         return cursor.fetchall()
 
 
+def pending_cap_window_start(now, config: TreeConfig):
+    return now - timedelta(seconds=config.pending_tasks_window_seconds)
+
+
+def claim_blockers(*, user, candidate: Candidate, config: TreeConfig, now) -> tuple[int, bool]:
+    """Read again inside the claim, under the user's claim lock: how many open tasks the user holds
+    in the cap's window, and whether they touched the candidate's item (see `_touched`). One
+    statement over the user's open tasks and their tasks on this item (both indexed)."""
+    held = OPEN & Q(created_at__gte=pending_cap_window_start(now, config))
+    if candidate.message_id is None:
+        return Task.objects.filter(held, user=user).count(), False
+    touched = Q(item_id=candidate.message_id) & _touched(POOL_TYPES[candidate.pool])
+    counts = Task.objects.filter(held | touched, user=user).aggregate(
+        held=Count("pk", filter=held), touched=Count("pk", filter=touched))
+    return counts["held"], counts["touched"] > 0
+
+
 def task_candidates(*, user, lang: str, config: TreeConfig, pools: dict[str, str | None],
                     now=None) -> tuple[dict[str, list[Candidate]], set[str]]:
     """Candidates per pool, and markers: PENDING_CAP (the user holds the maximum of open tasks),
@@ -169,7 +196,7 @@ def task_candidates(*, user, lang: str, config: TreeConfig, pools: dict[str, str
     UNION ALL statement; SQLite cannot limit the parts of a compound query, so it runs one each.
     """
     now = now or timezone.now()
-    window_start = now - timedelta(seconds=config.pending_tasks_window_seconds)
+    window_start = pending_cap_window_start(now, config)
     rows = _candidate_rows(user=user, lang=lang, config=config, pools=pools, window_start=window_start)
 
     candidates: dict[str, list[Candidate]] = {pool: [] for pool in pools}

@@ -5,7 +5,9 @@ the task row, then the tree row (`tree_locked`), then message rows. Rows are loc
 UPDATE, which does not block the KEY SHARE locks that the foreign-key checks of concurrent
 inserts take. Work is reserved with conditional UPDATEs on counters (`*_pending`), so an item is
 never out with more users than it still needs, also under concurrent requests, on PostgreSQL
-and SQLite alike.
+and SQLite alike. A claim first takes its user's claim lock (an advisory lock on PostgreSQL; on
+SQLite the write lock its IMMEDIATE transaction holds), so a user's own concurrent requests
+neither pass the pending cap nor take one item twice; other users' claims don't wait on it.
 """
 
 from __future__ import annotations
@@ -129,14 +131,16 @@ def _task_finish(task: Task, user: User, now, *, event: str, message_id) -> None
 
 
 class _LostRace(Exception):
-    """Another request reserved the last free slot of this item first."""
+    """Another request reserved the last free slot of this item first, or (one of the user's own
+    requests) the item itself."""
 
 
 def task_request(*, user: User, task_type: str = "random", lang: str, rng: random.Random | None = None) -> Task:
     """Hand the user the task that moves the data forward most (or one of the asked type).
 
     Not one transaction: each claim attempt is its own short transaction, so an attempt that
-    loses a race releases its locks before the next candidate is tried.
+    loses a race releases its locks before the next candidate is tried. The candidates are read
+    outside it; the claim reads the user's cap and the item again under the user's claim lock.
     """
     check_can_work(user)
     check_language(lang)
@@ -148,8 +152,7 @@ def task_request(*, user: User, task_type: str = "random", lang: str, rng: rando
     pools = selectors.pools_for(task_type, config)
     candidates, markers = selectors.task_candidates(user=user, lang=lang, config=config, pools=pools, now=now)
     if selectors.PENDING_CAP in markers:
-        raise RateLimited(f"You hold {config.max_pending_tasks_per_user} open tasks: finish or skip one first.",
-                          code="too_many_pending_tasks")
+        raise _pending_cap_reached(config)
     if selectors.LOTTERY_WAITING in markers and selectors.GROWING_FULL not in markers:
         if lottery_activate(lang=lang, rng=rng) and Pool.REPLY in pools:
             candidates, _ = selectors.task_candidates(user=user, lang=lang, config=config, pools=pools, now=now)
@@ -157,11 +160,39 @@ def task_request(*, user: User, task_type: str = "random", lang: str, rng: rando
     for candidate in tree_manager.plan(candidates, weights, config, rng):
         try:
             with transaction.atomic():
+                _claim_check(user=user, candidate=candidate, config=config, now=now)
                 _reserve(candidate, config)
                 return _task_create(user=user, candidate=candidate, lang=lang, config=config, now=now, rng=rng)
         except _LostRace:
             continue
     raise NotFound("No task of this kind is available right now.", code="no_task")
+
+
+def _pending_cap_reached(config: TreeConfig) -> RateLimited:
+    return RateLimited(f"You hold {config.max_pending_tasks_per_user} open tasks: finish or skip one first.",
+                       code="too_many_pending_tasks")
+
+
+def _user_claims_locked(user: User) -> None:
+    """Serialise one user's claims, and only theirs: concurrent requests of one user must not all
+    pass the cap, or take one item twice, on what each read before the others committed."""
+    if connection.vendor == "postgresql":
+        # Not the user row: a submit updates it (the streak) while holding the tree and message locks a claim takes.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"oasst-task-claim-{user.pk}"])
+    elif connection.transaction_mode not in ("IMMEDIATE", "EXCLUSIVE"):  # SQLite: BEGIN took the write lock
+        raise ImproperlyConfigured("SQLite needs OPTIONS transaction_mode IMMEDIATE to serialise task claims.")
+
+
+def _claim_check(*, user: User, candidate: Candidate, config: TreeConfig, now) -> None:
+    """The cap and the one-task-per-item rule, read again under the user's claim lock: the
+    candidates were read before it, and the user's other requests may have claimed since."""
+    _user_claims_locked(user)
+    held, touched = selectors.claim_blockers(user=user, candidate=candidate, config=config, now=now)
+    if held >= config.max_pending_tasks_per_user:
+        raise _pending_cap_reached(config)
+    if touched:
+        raise _LostRace
 
 
 def _reserve(candidate: Candidate, config: TreeConfig) -> None:
