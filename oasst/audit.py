@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from oasst.errors import Forbidden, ServiceError
 from oasst.models import ModerationEvent, User
+from oasst.text import check_text
 
 
 def check_permission(actor: User, permission: str) -> None:
@@ -18,8 +19,9 @@ MAX_REASON_LENGTH = 500
 
 
 def clean_reason(reason: str | None) -> str:
-    """A moderation reason, stripped; refused beyond 500 characters."""
+    """A moderation reason, stripped; refused beyond 500 characters or with control characters."""
     reason = (reason or "").strip()
+    check_text(reason, what="reason", code="invalid_reason")
     if len(reason) > MAX_REASON_LENGTH:
         raise ServiceError(f"A reason is at most {MAX_REASON_LENGTH} characters.", code="reason_too_long")
     return reason

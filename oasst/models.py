@@ -4,10 +4,18 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 
 from oasst.languages import validate_language
+from oasst.text import hidden_as_text, validate_name
 
 
 class User(AbstractUser):
-    display_name = models.CharField(max_length=64, blank=True)
+    # AbstractUser's username, which must also be a visible name (it is shown when there is no display name)
+    username = models.CharField(
+        "username", max_length=150, unique=True,
+        help_text="Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only.",
+        validators=[AbstractUser.username_validator, validate_name],
+        error_messages={"unique": "A user with that username already exists."},
+    )
+    display_name = models.CharField(max_length=64, blank=True, validators=[validate_name])
     preferred_language = models.CharField(max_length=16, default="en", validators=[validate_language])
     tos_accepted_at = models.DateTimeField(null=True, blank=True)
     show_on_leaderboard = models.BooleanField(default=True)
@@ -25,7 +33,7 @@ class User(AbstractUser):
         permissions = [("moderate_user", "Can ban, unban and purge users")]
 
     def __str__(self) -> str:
-        return self.public_name
+        return hidden_as_text(self.public_name)
 
     @property
     def public_name(self) -> str:

@@ -21,6 +21,7 @@ from oasst.celery import enqueue_on_commit
 from oasst.errors import Conflict, Forbidden, NotFound, ServiceError
 from oasst.languages import LANGUAGES
 from oasst.models import ModerationEvent, User
+from oasst.text import clean_name
 from ranking.models import ContributionEvent, LeaderboardEntry, Ranking, UserScore
 from tasks.jobs import tasks_expire_job
 from tasks.models import EmojiReaction, Message, MessageRevision, Review, Task
@@ -51,7 +52,8 @@ def clean_display_name(display_name: object) -> str:
     if len(display_name) > DISPLAY_NAME_MAX:
         raise ServiceError(f"The display name is longer than {DISPLAY_NAME_MAX} characters.",
                            code="display_name_too_long")
-    return display_name
+    return clean_name(display_name, what="display name", code="invalid_display_name",
+                      empty_code="empty_display_name")
 
 
 @transaction.atomic

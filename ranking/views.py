@@ -15,6 +15,7 @@ from django.utils.text import Truncator
 from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 
+from oasst.text import hidden_as_text
 from ranking import selectors
 from ranking.models import Frame, LeaderboardEntry
 
@@ -57,7 +58,7 @@ def chart_bars(entries: list[LeaderboardEntry], *, own_user_id: int | None) -> l
         width = round(CHART_BAR_MAX * entry.score / top, 1) if top > 0 else 0.0
         width = max(width, 2.0) if entry.score > 0 else width  # a tiny score stays visible
         y = row * CHART_ROW
-        name = entry.user.public_name
+        name = hidden_as_text(entry.user.public_name)  # SVG text holds no marker element: written out as [U+202E]
         bars.append(ChartBar(
             rank=entry.rank, name=name, short_name=Truncator(name).chars(CHART_NAME_CHARS), score=entry.score,
             width=width, mine=entry.user_id == own_user_id, label_y=y + 13, bar_y=y + 18,

@@ -13,7 +13,7 @@ from oasst.api import ErrorSerializer, IPRateThrottle, UserSerializer
 from oasst.languages import LANGUAGES
 from ranking.models import Ranking
 from tasks import oasst_format, selectors, services
-from tasks.models import Emoji, FlaggedMessage, Message, Review, Task, TaskType, TreeState
+from tasks.models import Emoji, FlaggedMessage, Review, Task, TaskType, TreeState
 from tasks.tree_manager import tree_config
 
 ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 429)}
@@ -209,22 +209,18 @@ class TaskSubmitView(APIView):
         return Response(output, status=status.HTTP_201_CREATED)
 
 
-def _visible_message(message_id) -> Message:
-    return get_object_or_404(Message, pk=message_id, deleted=False)
-
-
 class MessageDetailView(APIView):
     @extend_schema(operation_id="messages_retrieve", responses={200: MessageSerializer, **ERRORS})
     def get(self, request, message_id):
-        return Response(MessageSerializer(_visible_message(message_id), context={"request": request}).data)
+        return Response(MessageSerializer(selectors.visible_message(message_id), context={"request": request}).data)
 
 
 class MessageTreeView(APIView):
     @extend_schema(operation_id="messages_tree", responses={200: OpenApiTypes.OBJECT, **ERRORS},
                    description="The message's whole tree as an oasst export-format tree (deleted messages left out).")
     def get(self, request, message_id):
-        message = _visible_message(message_id)
-        messages = Message.objects.filter(tree_id=message.tree_id, deleted=False).select_related("tree")
+        message = selectors.visible_message(message_id)
+        messages = selectors.visible_messages().filter(tree_id=message.tree_id).select_related("tree")
         messages = list(messages)
         return Response(oasst_format.tree_node(messages[0].tree, messages))
 

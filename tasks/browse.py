@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from oasst.languages import LANGUAGE_CHOICES
-from tasks import services
+from tasks import selectors, services
 from tasks.models import Emoji, EmojiReaction, Message, Role
 
 PAGE_SIZE = 25
@@ -59,7 +59,7 @@ class MessageFilterForm(forms.Form):
 def messages_matching(*, q: str = "", lang: str = "", role: str = "", review: str = "") -> QuerySet[Message]:
     """Non-deleted messages, newest first. Text search is PostgreSQL full-text search ('simple'
     configuration, web-search syntax) there and a plain contains elsewhere."""
-    qs = Message.objects.filter(deleted=False)
+    qs = selectors.visible_messages()
     if lang:
         qs = qs.filter(lang=lang)
     if role:
@@ -186,7 +186,7 @@ def message_emoji(request, message_id):
         if error:
             flash.error(request, error)
         return redirect(f"{reverse('message-tree', args=[message_id])}#m-{message_id}")
-    message = Message.objects.filter(pk=message_id).only("id", "author_id", "emojis", "deleted").first()
+    message = selectors.visible_messages().filter(pk=message_id).only("id", "author_id", "emojis").first()
     if message is None:
         return HttpResponse(error or _("No such message."), status=404)
     mine = set(EmojiReaction.objects.filter(user=request.user, message_id=message_id).values_list("emoji", flat=True))

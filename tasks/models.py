@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from oasst.text import hidden_as_text
+
 
 class TreeState(models.TextChoices):
     INITIAL_PROMPT_REVIEW = "initial_prompt_review"
@@ -120,7 +122,7 @@ class Message(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.role}: {self.text[:60]}"
+        return f"{self.role}: {hidden_as_text(self.text[:60])}"
 
     @property
     def review_state(self) -> str:

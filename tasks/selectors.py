@@ -302,3 +302,16 @@ def moderation_statistics(*, days: int = 14) -> dict:
         .distinct().count()
     return {"per_state": per_state, "chart": chart, "active_contributors": active,
             "settings": sorted(asdict(tree_config()).items())}
+
+
+def visible_messages() -> QuerySet[Message]:
+    """The messages contributors see and act on. A deleted message is as absent as an unknown id on
+    every route (the same 404), so no answer tells that it exists."""
+    return Message.objects.filter(deleted=False)
+
+
+def visible_message(message_id) -> Message:
+    try:
+        return visible_messages().get(pk=message_id)
+    except (Message.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such message.", code="message_not_found") from None

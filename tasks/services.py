@@ -19,16 +19,18 @@ from collections import Counter
 from collections.abc import Mapping
 from datetime import timedelta
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from oasst.audit import check_permission, moderation_record
+from oasst.audit import check_permission, clean_reason, moderation_record
 from oasst.celery import enqueue_on_commit
 from oasst.errors import Conflict, Forbidden, NotFound, RateLimited, ServiceError
 from oasst.languages import LANGUAGES
 from oasst.models import User
+from oasst.text import check_text
 from ranking import scoring
 from ranking.events import event_record, streak_record
 from tasks import selectors, tree_manager
@@ -88,6 +90,7 @@ def clean_text(text: object, *, config: TreeConfig, field: str = "text", allow_e
     if not isinstance(text, str):
         raise ServiceError(f"The {field} must be a string.", code=f"invalid_{field}")
     text = text.strip()
+    check_text(text, what=field, code=f"invalid_{field}")
     if not text and not allow_empty:
         raise ServiceError(f"The {field} is empty.", code=f"empty_{field}")
     if len(text) > config.max_text_length:
@@ -265,6 +268,7 @@ def task_nack(*, user: User, task_id, reason: str = "") -> Task:
     if not isinstance(reason, str):
         raise ServiceError("The reason must be a string.", code="invalid_reason")
     reason = reason.strip()
+    check_text(reason, what="reason", code="invalid_reason")
     if len(reason) > MAX_REASON:
         raise ServiceError(f"The reason is longer than {MAX_REASON} characters.", code="reason_too_long")
     task = _task_locked(task_id)
@@ -353,6 +357,7 @@ def _text_submit(*, user: User, task: Task, text: object, client_id: object) -> 
     if not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID:
         raise ServiceError(f"client_id must be a string of at most {MAX_CLIENT_ID} characters.",
                            code="invalid_client_id")
+    check_text(client_id, what="client_id", code="invalid_client_id")
     if task.done and client_id and task.user_id == user.pk:
         retried = Message.objects.filter(task=task, client_id=client_id).first()
         if retried is not None:
@@ -623,6 +628,13 @@ def _message_for_update(message_id) -> tuple[MessageTree, Message]:
     return tree, Message.objects.get(pk=message_id)
 
 
+def _visible_message_for_update(message_id) -> tuple[MessageTree, Message]:
+    """Lock the tree of a message contributors may see, then read the message again under the lock
+    (it may have been deleted meanwhile); a deleted message answers as an unknown id."""
+    tree = tree_locked(selectors.visible_message(message_id).tree_id)
+    return tree, selectors.visible_message(message_id)
+
+
 @transaction.atomic
 def emoji_set(*, user: User, message_id, emoji: object, op: object) -> dict[str, int]:
     """Add or remove one reaction; +1 and -1 exclude each other. Returns the message's counts."""
@@ -631,9 +643,7 @@ def emoji_set(*, user: User, message_id, emoji: object, op: object) -> dict[str,
         raise ServiceError(f"Unknown emoji {emoji!r}.", code="invalid_emoji")
     if op not in ("add", "remove"):
         raise ServiceError("op must be add or remove.", code="invalid_op")
-    tree, message = _message_for_update(message_id)
-    if message.deleted:
-        raise NotFound("No such message.", code="message_not_found")
+    tree, message = _visible_message_for_update(message_id)
     if message.author_id == user.pk:
         raise Forbidden("You cannot react to your own message.", code="own_message")
     reactions = EmojiReaction.objects.filter(message=message, user=user)
@@ -659,9 +669,10 @@ def message_report(*, user: User, message_id, reason: object) -> FlaggedMessage:
     check_can_work(user)
     if not isinstance(reason, str) or not reason.strip():
         raise ServiceError("Say why you report this message.", code="empty_reason")
+    check_text(reason, what="reason", code="invalid_reason")
     if len(reason.strip()) > MAX_REASON:
         raise ServiceError(f"The reason is longer than {MAX_REASON} characters.", code="reason_too_long")
-    _, message = _message_for_update(message_id)
+    _, message = _visible_message_for_update(message_id)
     return _flag(message, reason=reason.strip())
 
 
@@ -852,6 +863,7 @@ def message_edit(*, actor: User, message_id, text: object, reason: str = "") -> 
 @transaction.atomic
 def message_flag(*, actor: User, message_id, reason: str = "") -> FlaggedMessage:
     check_permission(actor, "tasks.moderate_message")
+    reason = clean_reason(reason)
     _, message = _message_for_update(message_id)
     flag = _flag(message, reason=reason or f"flagged by moderator {actor.username}")
     moderation_record(actor=actor, action="message_flag", target_type="message", target_id=message.pk,
@@ -869,6 +881,7 @@ def flag_resolve(*, actor: User, flag_id, decision: str, reason: str = "") -> Fl
         raise ServiceError(f"The reason must be text of at most {MAX_MODERATION_REASON} characters.",
                            code="reason_too_long")
     reason = reason.strip()
+    check_text(reason, what="reason", code="invalid_reason")
     try:
         flag = FlaggedMessage.objects.select_for_update(no_key=True).select_related("message").get(pk=flag_id)
     except (FlaggedMessage.DoesNotExist, ValueError, TypeError):

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -273,7 +273,7 @@ def language(request):
     if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()},
                                            require_https=request.is_secure()):
         back = "/"
-    return redirect(back)
+    return HttpResponseRedirect(back)  # a URL, never a view name: redirect("0") would try to reverse it
 
 
 def terms(request):
@@ -285,7 +285,7 @@ def terms(request):
     if request.method == "POST" and request.user.is_authenticated:
         if request.POST.get("accept") == "on":
             services.tos_accept(user=request.user)
-            return redirect(next_url)
+            return HttpResponseRedirect(next_url)  # a URL, never a view name (see language)
         return render(request, "tasks/terms.html", {"next": next_url, "error": "Tick the box to accept the terms."},
                       status=400)
     return render(request, "tasks/terms.html", {"next": next_url})

@@ -44,7 +44,7 @@ def rows(response) -> list[tuple[int, str]]:
     html = response.content.decode()
     table = html.split('id="rankings"', 1)[1].split("</table>", 1)[0]
     return [(int(rank), name) for rank, name in
-            re.findall(r'<td class="num">(\d+)</td>\s*<th scope="row" class="name">([^<]*)', table)]
+            re.findall(r'<td class="num">(\d+)</td>\s*<th scope="row" class="name"><bdi>([^<]*)', table)]
 
 
 def own_rows(response) -> list[int]:

@@ -261,10 +261,11 @@ def test_reaction_to_a_deleted_message_is_not_found(reader, people, tree, tree_s
     tree_settings(auto_mod_red_flags=1)
     services.emoji_set(user=people[1], message_id=tree["first"].pk, emoji="red_flag", op="add")
     response = emoji(reader, tree["first"], "+1", **HTMX)
-    assert response.status_code == 404 and "This message was removed." in response.content.decode()
     missing = reader.post(reverse("message-emoji", args=["00000000-0000-0000-0000-000000000000"]), {"add_emoji": "+1"},
                           **HTMX)
-    assert missing.status_code == 404
+    # A deleted message answers as an unknown id: no counts, nothing that tells it exists (issue 21).
+    answer = (response.status_code, response.content)
+    assert answer == (missing.status_code, missing.content) == (404, b"No such message.")
 
 
 def test_reaction_needs_a_post_and_a_login(client, tree):

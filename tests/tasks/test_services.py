@@ -223,7 +223,7 @@ def test_message_and_tree_endpoints(people, growing_prompt):
     tree = client.get(f"/api/v1/messages/{growing_prompt.pk}/tree/").json()
     assert tree["prompt"]["message_id"] == str(growing_prompt.pk) and tree["prompt"]["replies"] == []
     assert "user_id" in tree["prompt"]
-    assert client.get("/api/v1/messages/00000000-0000-0000-0000-000000000000/").json()["code"] == "not_found"
+    assert client.get("/api/v1/messages/00000000-0000-0000-0000-000000000000/").json()["code"] == "message_not_found"
 
 
 def test_tasks_in_another_language_are_not_offered(people, growing_prompt):
