@@ -3,9 +3,12 @@ Bans and purges go through oasst.services, which check the permission and write 
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseForbidden
 from django.template.response import TemplateResponse
+from django.utils.html import escape
 
 from oasst import services
 from oasst.models import ModerationEvent, User
@@ -75,6 +78,23 @@ class UserAdmin(DjangoUserAdmin):
 
     def has_moderate_permission(self, request) -> bool:
         return request.user.has_perm("oasst.moderate_user")
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        """The change form of a moderator, researcher, staff account or superuser is read-only to
+        moderators (see services.check_may_moderate_user)."""
+        if obj is not None and not request.user.is_superuser and services.protected_account_kind(obj):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method == "POST" and object_id is not None:
+            target = self.get_object(request, unquote(object_id))
+            if target is not None:
+                try:
+                    services.check_may_moderate_user(request.user, target, action="edit")
+                except ValidationError as error:  # a forged POST: the form it came from was read-only
+                    return HttpResponseForbidden(escape(" ".join(error.messages)))
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:

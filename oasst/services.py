@@ -254,22 +254,51 @@ def account_delete(*, user: User) -> User:
 # --- Moderation of users ------------------------------------------------------------------------
 
 
-def _moderated_user(actor: User, user_id) -> User:
-    """Check the moderator's permission, then lock the user they act on."""
+# What a group makes an account, in a refusal ("Only a superuser can ban a moderator.").
+ACCOUNT_KIND_BY_GROUP = {"moderators": "a moderator", "researchers": "a researcher"}
+
+
+def protected_account_kind(user: User) -> str | None:
+    """What makes an account more than a contributor's (a superuser, a group member, staff), or None:
+    moderating such an account is a superuser's decision."""
+    if user.is_superuser:
+        return "a superuser"
+    group = user.groups.order_by("name").values_list("name", flat=True).first()
+    if group is not None:
+        return ACCOUNT_KIND_BY_GROUP.get(group, f"a member of the {group} group")
+    return "a staff account" if user.is_staff else None
+
+
+def check_may_moderate_user(actor: User, target: User, *, action: str) -> None:
+    """Moderators act on contributors only: a moderator banning, anonymising or renaming a fellow
+    moderator, a researcher or an administrator would be a takeover of the roles above them."""
+    kind = protected_account_kind(target)
+    if kind is not None and not actor.is_superuser:
+        raise Forbidden(f"Only a superuser can {action} {kind}.", code="protected_account")
+
+
+def _moderated_user(actor: User, user_id, *, action: str, lock: bool = True) -> User:
+    """Check the moderator's permission, then (lock and) load the user they act on, and check that
+    the moderator may act on them."""
     check_permission(actor, "oasst.moderate_user")
     try:
-        return user_locked(user_id)
+        target = user_locked(user_id) if lock else User.objects.get(pk=user_id)
     except (User.DoesNotExist, ValueError, TypeError):
         raise NotFound("No such user.", code="user_not_found") from None
+    if action == "ban" and (target.is_superuser or target.pk == actor.pk):
+        raise Forbidden("Administrators and you yourself cannot be banned here.", code="cannot_ban")
+    if action == "anonymise" and target.is_superuser:
+        raise Forbidden("An administrator's account cannot be anonymised; take away its superuser status first.",
+                        code="cannot_anonymise_admin")
+    check_may_moderate_user(actor, target, action=action)
+    return target
 
 
 @transaction.atomic
 def user_ban(*, actor: User, user_id, reason: str = "") -> User:
     """Ban a user: from now on they get no tasks and cannot submit; their open tasks are released."""
     reason = clean_reason(reason)
-    target = _moderated_user(actor, user_id)
-    if target.is_superuser or target.pk == actor.pk:
-        raise Forbidden("Administrators and you yourself cannot be banned here.", code="cannot_ban")
+    target = _moderated_user(actor, user_id, action="ban")
     before = {"is_banned": target.is_banned, "ban_reason": target.ban_reason}
     target.is_banned, target.ban_reason = True, reason
     target.save(update_fields=["is_banned", "ban_reason"])
@@ -282,7 +311,7 @@ def user_ban(*, actor: User, user_id, reason: str = "") -> User:
 
 @transaction.atomic
 def user_unban(*, actor: User, user_id, reason: str = "") -> User:
-    target = _moderated_user(actor, user_id)
+    target = _moderated_user(actor, user_id, action="unban")
     before = {"is_banned": target.is_banned, "ban_reason": target.ban_reason}
     target.is_banned, target.ban_reason = False, ""
     target.save(update_fields=["is_banned", "ban_reason"])
@@ -296,7 +325,7 @@ def user_purge_messages(*, actor: User, user_id, since=None, until=None, reason:
     how many messages were deleted. Each message is deleted in its own short transaction."""
     from tasks.services import message_delete
 
-    check_permission(actor, "oasst.moderate_user")
+    _moderated_user(actor, user_id, action="purge the messages of", lock=False)
     if since and until and since > until:
         raise ServiceError("The start of the range is after its end.", code="invalid_range")
     messages = Message.objects.filter(author_id=user_id, deleted=False)
@@ -317,7 +346,7 @@ def user_purge_messages(*, actor: User, user_id, since=None, until=None, reason:
 @transaction.atomic
 def user_anonymise(*, actor: User, user_id, reason: str = "") -> User:
     """A moderator deletes an account the way its owner would (see account_delete), audited."""
-    target = _moderated_user(actor, user_id)
+    target = _moderated_user(actor, user_id, action="anonymise")
     if target.pk == actor.pk:
         raise Forbidden("Delete your own account from your profile.", code="cannot_anonymise_self")
     before = {"username": target.username}

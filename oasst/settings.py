@@ -34,7 +34,7 @@ INSTALLED_APPS = [
     "tasks",
     "ranking",
     "training",
-    "django.contrib.admin",
+    "oasst.admin_site.OasstAdminConfig",  # django.contrib.admin, filtering only by declared filters
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef
+from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -19,7 +20,9 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from oasst.models import User
+from oasst.text import mark_hidden
 from tasks import selectors, services
+from tasks.export import ExportFilters, can_export, can_export_real_ids, export_lines, release_seed
 from tasks.models import FlaggedMessage, Message, MessageRevision, MessageTree, TreeState
 
 
@@ -97,7 +100,7 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.display(description="text")
     def excerpt(self, message: Message) -> str:
-        return message.text[:90] + ("…" if len(message.text) > 90 else "")
+        return mark_hidden(message.text[:90] + ("…" if len(message.text) > 90 else ""))
 
     @admin.display(description="tree state", ordering="tree__state")
     def tree_state(self, message: Message) -> str:
@@ -173,6 +176,16 @@ def _walk(children: dict, parent_id, depth: int):
         yield from _walk(children, message.pk, depth + 1)
 
 
+def _export_response(trees, *, anonymize_seed: str | None) -> StreamingHttpResponse:
+    """The selected trees whole (deleted, spam and synthetic messages included), streamed."""
+    filters = ExportFilters(states=(), tree_ids=tuple(trees.values_list("pk", flat=True)),
+                            include_deleted=True, include_spam=True, include_synthetic=True)
+    response = StreamingHttpResponse(export_lines(filters=filters, anonymize_seed=anonymize_seed),
+                                     content_type="application/jsonl")
+    response["Content-Disposition"] = 'attachment; filename="oasst-trees.jsonl"'
+    return response
+
+
 class MoveTreeForm(forms.Form):
     state = forms.ChoiceField(choices=TreeState.choices)
     reason = forms.CharField(max_length=500)
@@ -190,7 +203,7 @@ class MessageTreeAdmin(admin.ModelAdmin):
     ordering = ("-updated_at",)
     readonly_fields = [field.name for field in MessageTree._meta.fields]
     change_form_template = "admin/tasks/messagetree/change_form.html"
-    actions = ["halt", "resume", "abort", "move_to_state", "download_export"]
+    actions = ["halt", "resume", "abort", "move_to_state", "download_export", "download_export_real_ids"]
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -225,21 +238,24 @@ class MessageTreeAdmin(admin.ModelAdmin):
         _run(self, request, queryset, services.tree_move, "tree_id", state=TreeState.ABORTED_LOW_GRADE,
              reason="admin action")
 
+    def has_view_permission(self, request, obj=None) -> bool:
+        """Researchers open the tree list to download the trees they pick."""
+        return super().has_view_permission(request, obj) or can_export(request.user)
+
     def has_export_permission(self, request) -> bool:
-        return request.user.is_staff and (request.user.has_perm("tasks.export_trees")
-                                          or request.user.has_perm("tasks.moderate_tree"))
+        return can_export(request.user)
 
-    @admin.action(description="Download as oasst JSON Lines", permissions=["export"])
+    def has_export_real_ids_permission(self, request) -> bool:
+        return can_export_real_ids(request.user)
+
+    @admin.action(description="Download as oasst JSON Lines (anonymised ids)", permissions=["export"])
     def download_export(self, request, queryset):
-        from django.http import StreamingHttpResponse
+        seed, _ = release_seed()  # never written: the download carries only the hashes
+        return _export_response(queryset, anonymize_seed=seed)
 
-        from tasks.export import ExportFilters, export_lines
-
-        filters = ExportFilters(states=(), tree_ids=tuple(queryset.values_list("pk", flat=True)),
-                                include_deleted=True, include_spam=True, include_synthetic=True)
-        response = StreamingHttpResponse(export_lines(filters=filters), content_type="application/jsonl")
-        response["Content-Disposition"] = 'attachment; filename="oasst-trees.jsonl"'
-        return response
+    @admin.action(description="Download as oasst JSON Lines with the real ids", permissions=["export_real_ids"])
+    def download_export_real_ids(self, request, queryset):
+        return _export_response(queryset, anonymize_seed=None)
 
     @admin.action(description="Move to a state…", permissions=["moderate"])
     def move_to_state(self, request, queryset):
@@ -329,12 +345,12 @@ class FlaggedMessageAdmin(admin.ModelAdmin):
             back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
         ):
             back = reverse("admin:tasks_flaggedmessage_changelist")  # never a redirect off the site
-        return redirect(back)
+        return HttpResponseRedirect(back)  # a URL, never a view name: redirect("0") would try to reverse it
 
     @admin.display(description="message")
     def message_excerpt(self, flag: FlaggedMessage) -> str:
         url = reverse("admin:tasks_message_change", args=[flag.message_id])
-        return format_html('<a href="{}">{}</a>', url, flag.message.text[:100])
+        return format_html('<a href="{}">{}</a>', url, mark_hidden(flag.message.text[:100]))
 
     @admin.display(description="author")
     def author(self, flag: FlaggedMessage) -> str:
@@ -342,7 +358,7 @@ class FlaggedMessageAdmin(admin.ModelAdmin):
 
     @admin.display(description="reasons")
     def last_reasons(self, flag: FlaggedMessage) -> str:
-        return "; ".join(flag.reasons[-3:])
+        return mark_hidden("; ".join(flag.reasons[-3:]))
 
     @admin.display(description="decide")
     def decisions(self, flag: FlaggedMessage) -> str:

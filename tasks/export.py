@@ -24,6 +24,7 @@ from django.utils import timezone
 from tasks.models import Message, MessageTree, TreeState
 from tasks.oasst_format import message_node, tree_node
 
+EXPORT_PERMISSION = "tasks.export_trees"
 FORMATS = ("trees", "messages")
 TREE_CHUNK_SIZE = 500
 GZIP_LEVEL = 6  # gzip's default; Python's 9 was 15% slower for an 8% smaller file (bench/export.py)
@@ -53,6 +54,18 @@ class ExportResult:
     sha256: str = ""
     manifest_path: str = ""
     filters: dict = field(default_factory=dict)
+
+
+def can_export(user) -> bool:
+    """Whether the user may download exports, by any route (the API, the admin): exports carry what
+    the site never shows (deleted and spam messages, author ids), so researchers (the export_trees
+    permission) and superusers only; being staff or a moderator grants nothing."""
+    return bool(user is not None and user.is_active and user.has_perm(EXPORT_PERMISSION))
+
+
+def can_export_real_ids(user) -> bool:
+    """Real ids link contributions to accounts: a superuser's explicit choice, never a default."""
+    return can_export(user) and user.is_superuser
 
 
 def release_seed(seed: str | None = None) -> tuple[str, str]:

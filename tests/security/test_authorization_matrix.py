@@ -6,6 +6,11 @@ one or more probes (a request built from realistic objects: another user's task,
 deleted message, a tree, a flag...) and the expected answer per role: a status code, or a
 redirect (to the site's log-in, to the admin's log-in, to the terms, or to a path).
 
+Each admin changelist's row also probes its query-string filters (one its sidebar offers, and
+lookups through a relation or on an undeclared field, refused with 400). A second table, ACTIONS,
+holds every bulk action of every admin, so a new action makes `test_every_admin_action_is_in_the_matrix`
+fail until its row says who may run it.
+
 Every probe runs inside a savepoint that is rolled back, so a moderation action or a submission
 made by one role does not change what the next role sees.
 """
@@ -15,21 +20,22 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import pytest
-from django.contrib.auth.models import Group, Permission
+from django.contrib import messages
+from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.db import transaction
-from django.test import Client
+from django.test import Client, RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver
+from django_celery_beat.models import PeriodicTask
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from oasst.models import ModerationEvent, User
 from tasks import services
-from tasks.models import TaskType
-from tests.factories import AdminFactory, UserFactory
-from tests.tasks.builders import open_task, reply_to, review, write_prompt
+from tasks.models import TreeState
+from tests.security.admin_probes import declared_filter_queries, refused_lookup_examples, registered_admins
 
 ROLES = ("anonymous", "no_terms", "contributor", "banned", "staff", "moderator", "researcher", "superuser")
 SIGNED_IN = ROLES[1:]
@@ -83,16 +89,17 @@ def admin(moderator, superuser=200, *, staff=403, researcher=None) -> dict:
                     researcher=staff if researcher is None else researcher)
 
 
-def admin_model(*, moderator_view: bool, add: int | None = None, change_page: int | None = None,
-                delete: int | None = None, superuser_view: int = 200) -> dict:
+def admin_model(*, moderator_view: bool, researcher_view: bool = False, add: int | None = None,
+                change_page: int | None = None, delete: int | None = None, superuser_view: int = 200) -> dict:
     """The five standard URLs of a registered model, for rows built by `model_rows`."""
     seen = 200 if moderator_view else 403
+    researcher = 200 if researcher_view else 403
     return {
-        "changelist": admin(seen, superuser_view),
+        "changelist": admin(seen, superuser_view, researcher=researcher),
         "add": admin(403 if add is None else add, 200 if add is None else add),
-        "history": admin(seen, superuser_view),
+        "history": admin(seen, superuser_view, researcher=researcher),
         "delete": admin(403, 200 if delete is None else delete),
-        "change": admin(seen if change_page is None else change_page, superuser_view),
+        "change": admin(seen if change_page is None else change_page, superuser_view, researcher=researcher),
     }
 
 
@@ -119,95 +126,32 @@ def post(path, expect, data=None, note="") -> Probe:
     return Probe("post", path, expect, data={} if data is None else data, note=note)
 
 
-# --- The world: one realistic community per test ------------------------------------------------
+# --- The world: one realistic community per test, in tests/security/conftest.py ----------------------
 
 
-@pytest.fixture
-def researchers_group(db):
-    """The researchers group as tasks/migrations/0004_export_permission makes it (transactional
-    tests flush the migration's rows)."""
-    group, _ = Group.objects.get_or_create(name="researchers")
-    group.permissions.add(Permission.objects.get(content_type__app_label="tasks", codename="export_trees"))
-    return group
+def filter_probes(prefix: str, query: str, seen: dict, lookups: tuple[str, ...]) -> list[Probe]:
+    """The changelist's query-string filters: one its sidebar offers answers as the list does; a lookup
+    through a relation or on a field no filter declares is refused with 400 to whoever sees the list
+    (see test_admin_lookups, which tries them all)."""
+    model_admin = registered_admins()[prefix]
+    path = f"/admin/{prefix}/{query or '?'}"
+    refused = {role: 400 if answer == 200 else answer for role, answer in seen.items()}
+
+    def declared(w) -> str:
+        return f"/admin/{prefix}/" + declared_filter_queries(model_admin, w.users["superuser"])[0]
+
+    def undeclared(w, which: int) -> str:
+        return path + "&" + refused_lookup_examples(model_admin, w.users["superuser"])[which] + "=x"
+
+    probes = [get(declared, seen, note="a declared filter")] if model_admin.list_filter else []
+    probes += [get(lambda w: undeclared(w, 0), refused, note="a lookup through a relation"),
+               get(lambda w: undeclared(w, 1), refused, note="a lookup on an undeclared field")]
+    return probes + [get(f"{path}&{lookup}", refused) for lookup in lookups]
 
 
-@pytest.fixture
-def world(db, small_trees, moderators_group, researchers_group):
-    from allauth.account.forms import default_token_generator
-    from allauth.account.models import EmailAddress, EmailConfirmationHMAC
-    from allauth.account.utils import user_pk_to_url_str
-    from allauth.socialaccount.models import SocialAccount, SocialApp, SocialToken
-    from django.contrib.contenttypes.models import ContentType
-    from django.utils import timezone
-    from django_celery_beat.models import (
-        ClockedSchedule,
-        CrontabSchedule,
-        IntervalSchedule,
-        PeriodicTask,
-        SolarSchedule,
-    )
-
-    from oasst.models import ModerationEvent
-    from ranking.models import RankingResult
-    from ranking.services import leaderboard_rebuild
-    from tasks.models import FlaggedMessage
-    from training.models import TrainingRun
-
-    users = {
-        "no_terms": UserFactory(username="newcomer", tos_accepted_at=None),
-        "contributor": UserFactory(username="contributor"),
-        "banned": UserFactory(username="banned", is_banned=True, ban_reason="spam"),
-        "staff": UserFactory(username="staffer", is_staff=True),
-        "moderator": UserFactory(username="moderator", is_staff=True),
-        "researcher": UserFactory(username="researcher", is_staff=True),
-        "superuser": AdminFactory(username="root"),
-    }
-    users["moderator"].groups.add(moderators_group)
-    users["researcher"].groups.add(researchers_group)
-    author, reviewer, other = (UserFactory(username=name) for name in ("author", "reviewer", "other"))
-
-    prompt = write_prompt(author, text="How do tides work?")
-    review(reviewer, "label_initial_prompt")
-    services.lottery_activate(lang="en")
-    answer = reply_to(other, prompt, "The moon pulls the sea toward it.")
-    spam = reply_to(reviewer, prompt, "Cheap watches at spam.example")
-    services.message_delete(actor=users["superuser"], message_id=spam.pk, reason="spam")
-    others_task = open_task(author, TaskType.LABEL_ASSISTANT_REPLY, answer, valid_labels=["spam", "quality"],
-                            mandatory_labels=["spam"], mode="simple")
-    services.message_report(user=reviewer, message_id=answer.pk, reason="rude")
-    for frame in ("week", "total"):
-        leaderboard_rebuild(frame=frame)
-
-    app = SocialApp.objects.create(provider="github", name="GitHub", client_id="id", secret="not-a-secret")
-    social = SocialAccount.objects.create(user=other, provider="github", uid="42")
-    interval = IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES)
-    address = EmailAddress.objects.get(user=users["no_terms"])
-    address.verified = False
-    address.save()
-    return SimpleNamespace(
-        users=users, author=author, other=other, prompt=prompt, answer=answer, spam=spam, tree=prompt.tree,
-        others_task=others_task, flag=FlaggedMessage.objects.get(message=answer),
-        event=ModerationEvent.objects.first(),
-        ranking_result=RankingResult.objects.create(parent=prompt, consensus=[str(answer.pk)], rankings=1),
-        run=TrainingRun.objects.create(kind="reward_model", data_file="/nonexistent/trees.jsonl",
-                                       output_dir="/nonexistent/run"),
-        token=Token.objects.get_or_create(user=author)[0],
-        site_id=1, app=app, social=social,
-        social_token=SocialToken.objects.create(app=app, account=social, token="not-a-token"),
-        interval=interval,
-        periodic=PeriodicTask.objects.create(name="probe", task="tasks.expire_tasks", interval=interval),
-        crontab=CrontabSchedule.objects.create(minute="30", hour="3"),
-        solar=SolarSchedule.objects.create(event="sunrise", latitude=52.5, longitude=13.4),
-        clocked=ClockedSchedule.objects.create(clocked_time=timezone.now()),
-        address=address,
-        confirm_key=EmailConfirmationHMAC(address).key,
-        reset=f"{user_pk_to_url_str(author)}-{default_token_generator.make_token(author)}",
-        message_type=ContentType.objects.get(app_label="tasks", model="message").pk,
-    )
-
-
-def model_rows(prefix: str, pk, outcome: dict, *, query: str = "", changelist_posts: tuple = ()) -> list[Row]:
-    """The standard admin URLs of one registered model, the object ones on a real row."""
+def model_rows(prefix: str, pk, outcome: dict, *, query: str = "", lookups: tuple[str, ...] = ()) -> list[Row]:
+    """The standard admin URLs of one registered model, the object ones on a real row, and its
+    changelist's query-string filters."""
     base = f"admin/{prefix}/"
     obj = "<path:object_id>/"
 
@@ -215,7 +159,8 @@ def model_rows(prefix: str, pk, outcome: dict, *, query: str = "", changelist_po
         return f"/admin/{prefix}/{pk(w)}/"
 
     return [
-        Row(base, [get(f"/{base}{query}", outcome["changelist"]), *changelist_posts]),
+        Row(base, [get(f"/{base}{query}", outcome["changelist"]),
+                   *filter_probes(prefix, query, outcome["changelist"], lookups)]),
         Row(f"{base}add/", [get(f"/{base}add/", outcome["add"])]),
         Row(f"{base}{obj}history/", [get(lambda w: at(w) + "history/", outcome["history"])]),
         Row(f"{base}{obj}delete/", [get(lambda w: at(w) + "delete/", outcome["delete"])]),
@@ -253,8 +198,8 @@ MATRIX: list[Row] = [
     Row("messages/<uuid:message_id>/report/", [
         post(lambda w: f"/messages/{w.answer.pk}/report/", page(200, no_terms=403, banned=403),
              data={"reason": "rude"}),
-        post(lambda w: f"/messages/{w.spam.pk}/report/", page(200, no_terms=403, banned=403),
-             data={"reason": "rude"}, note="a deleted message can still be reported (reveals no text)"),
+        post(lambda w: f"/messages/{w.spam.pk}/report/", page(404, no_terms=403, banned=403),
+             data={"reason": "rude"}, note="a deleted message answers as if absent (issue 21, finding 8)"),
     ]),
     Row("messages/", [get("/messages/", page(200))]),
     Row("messages/<uuid:message_id>/", [
@@ -373,7 +318,9 @@ MATRIX: list[Row] = [
         get(lambda w: f"/admin/r/{w.message_type}/{w.answer.pk}/", admin(404, 404, staff=404),
             note="messages have no public URL of their own")]),
     Row("admin/^(?P<app_label>auth|oasst|tasks|ranking|training|sites|authtoken|django_celery_beat|account|"
-        "socialaccount)/$", [get("/admin/tasks/", admin(200, staff=404)), get("/admin/sites/", admin(404, staff=404))]),
+        "socialaccount)/$", [get("/admin/tasks/", admin(200, staff=404, researcher=200),
+                                 note="researchers see the trees"),
+                             get("/admin/sites/", admin(404, staff=404))]),
     Row("admin/(?P<url>.*)$", [get("/admin/no-such-page/", admin(404, 404, staff=404))]),
     # --- Admin: moderation views ---------------------------------------------------------------
     Row("admin/oasst/user/<id>/password/", [get(lambda w: f"/admin/oasst/user/{w.users['superuser'].pk}/password/",
@@ -393,16 +340,15 @@ MATRIX: list[Row] = [
 
 MATRIX += [
     *model_rows("auth/group", lambda w: Group.objects.get(name="moderators").pk, admin_model(moderator_view=False)),
-    *model_rows("oasst/user", lambda w: w.author.pk, admin_model(moderator_view=True)),
+    # Issue 21: these lookups told a moderator the superuser's token and any email, a character at a time.
+    *model_rows("oasst/user", lambda w: w.author.pk, admin_model(moderator_view=True),
+                lookups=("auth_token__key__startswith=9f", "email=root@example.org")),
     *model_rows("oasst/moderationevent", lambda w: w.event.pk,
                 admin_model(moderator_view=True, add=403, delete=403)),
     *model_rows("tasks/message", lambda w: w.answer.pk, admin_model(moderator_view=True, add=403, delete=403)),
-    *model_rows("tasks/messagetree", lambda w: w.tree.pk, admin_model(moderator_view=True, add=403, delete=403),
-                changelist_posts=(
-                    post("/admin/tasks/messagetree/", admin(200), data=lambda w: {
-                        "action": "download_export", "_selected_action": [str(w.tree.pk)]},
-                         note="the admin's export action: moderators and superusers (researchers cannot open "
-                              "the tree changelist, so they use the API)"),)),
+    # Researchers open the tree list to pick trees to download (the actions' table below).
+    *model_rows("tasks/messagetree", lambda w: w.tree.pk,
+                admin_model(moderator_view=True, researcher_view=True, add=403, delete=403)),
     # The flagged queue opens on its open flags (a bare GET redirects there first, for any staff).
     *model_rows("tasks/flaggedmessage", lambda w: w.flag.pk, admin_model(moderator_view=True, add=403, delete=403),
                 query="?processed__exact=0"),
@@ -421,6 +367,109 @@ MATRIX += [
     *model_rows("socialaccount/socialtoken", lambda w: w.social_token.pk, admin_model(moderator_view=False)),
     *model_rows("socialaccount/socialaccount", lambda w: w.social.pk, admin_model(moderator_view=False)),
 ]
+
+
+# --- Admin actions: every bulk action of every admin, as each role -------------------------------
+#
+# Each is POSTed to its changelist with a real object selected and the data its form asks for, so an
+# allowed action runs. Answers: DONE (back to the list, the database changed, no warning or error),
+# DOWNLOAD (an attachment), REFUSED (back to the list with a warning or error, or the list itself:
+# nothing changed), or the admin's log-in redirect / 403 of a role that cannot open the list.
+DONE, DOWNLOAD, REFUSED = "done", "download", "refused"
+
+
+def action_answers(superuser=DONE, *, moderator=403, researcher=403) -> dict:
+    return outcomes(ADMIN_LOGIN, staff=403, moderator=moderator, researcher=researcher, superuser=superuser)
+
+
+@dataclass
+class ActionProbe:
+    target: object  # a function of the world giving the selected object's pk
+    expect: dict
+    data: dict = field(default_factory=dict)
+    setup: object = None  # a function of the world run first (inside the probe's savepoint)
+    changes_database: bool = True  # False: the action only answers (a download, a message)
+    note: str = ""
+
+
+REASON = {"apply": "1", "reason": "probe"}
+CONFIRM_DELETE = {"post": "yes"}
+
+
+def delete_selected(target, *, moderator=403) -> ActionProbe:
+    """Django's delete action (confirmed): superusers only, as the delete permission."""
+    return ActionProbe(target, action_answers(moderator=moderator), data=CONFIRM_DELETE)
+
+
+def halted(w) -> None:
+    services.tree_move(actor=w.users["superuser"], tree_id=w.tree.pk, state=TreeState.HALTED_BY_MODERATOR,
+                       reason="probe")
+
+
+def disabled(w) -> None:
+    PeriodicTask.objects.filter(pk=w.periodic.pk).update(enabled=False)
+
+
+# Keyed by the admin's URL prefix and the action's name. Users selected are contributors: acting on
+# staff, moderators, researchers and superusers needs a superuser (tests/security/test_moderator_limits).
+ACTIONS: dict[tuple[str, str], ActionProbe] = {
+    ("oasst/user", "ban"): ActionProbe(lambda w: w.author.pk, action_answers(moderator=DONE), data=REASON),
+    ("oasst/user", "unban"): ActionProbe(lambda w: w.users["banned"].pk, action_answers(moderator=DONE),
+                                         data=REASON),
+    ("oasst/user", "purge_messages"): ActionProbe(lambda w: w.other.pk, action_answers(moderator=DONE),
+                                                  data=REASON),
+    ("oasst/user", "anonymise"): ActionProbe(lambda w: w.author.pk, action_answers(moderator=DONE), data=REASON),
+    ("oasst/user", "delete_selected"): delete_selected(lambda w: w.author.pk, moderator=REFUSED),
+    ("tasks/message", "delete_with_subtree"): ActionProbe(lambda w: w.answer.pk, action_answers(moderator=DONE)),
+    ("tasks/message", "undelete_with_ancestors"): ActionProbe(lambda w: w.spam.pk, action_answers(moderator=DONE)),
+    ("tasks/message", "mark_spam"): ActionProbe(lambda w: w.answer.pk, action_answers(moderator=DONE)),
+    ("tasks/message", "add_to_flagged_queue"): ActionProbe(lambda w: w.prompt.pk, action_answers(moderator=DONE)),
+    ("tasks/message", "halt_tree"): ActionProbe(lambda w: w.answer.pk, action_answers(moderator=DONE)),
+    ("tasks/message", "resume_tree"): ActionProbe(lambda w: w.answer.pk, action_answers(moderator=DONE),
+                                                  setup=halted),
+    ("tasks/messagetree", "halt"): ActionProbe(lambda w: w.tree.pk, action_answers(moderator=DONE,
+                                                                                   researcher=REFUSED)),
+    ("tasks/messagetree", "resume"): ActionProbe(lambda w: w.tree.pk, action_answers(moderator=DONE,
+                                                                                     researcher=REFUSED),
+                                                 setup=halted),
+    ("tasks/messagetree", "abort"): ActionProbe(lambda w: w.tree.pk, action_answers(moderator=DONE,
+                                                                                    researcher=REFUSED)),
+    ("tasks/messagetree", "move_to_state"): ActionProbe(
+        lambda w: w.tree.pk, action_answers(moderator=DONE, researcher=REFUSED),
+        data={**REASON, "state": "halted_by_moderator"}),
+    # Exports carry deleted and spam messages and author ids: the export permission only (issue 21,
+    # finding 3), anonymised; the real ids are a superuser's explicit choice.
+    ("tasks/messagetree", "download_export"): ActionProbe(
+        lambda w: w.tree.pk, action_answers(DOWNLOAD, moderator=REFUSED, researcher=DOWNLOAD),
+        changes_database=False),
+    ("tasks/messagetree", "download_export_real_ids"): ActionProbe(
+        lambda w: w.tree.pk, action_answers(DOWNLOAD, moderator=REFUSED, researcher=REFUSED),
+        changes_database=False),
+    ("tasks/flaggedmessage", "dismiss"): ActionProbe(lambda w: w.flag.pk, action_answers(moderator=DONE)),
+    ("tasks/flaggedmessage", "delete_messages"): ActionProbe(lambda w: w.flag.pk, action_answers(moderator=DONE)),
+    ("tasks/flaggedmessage", "delete_and_ban"): ActionProbe(lambda w: w.flag.pk, action_answers(moderator=DONE)),
+    # Moderators see ranking results but have no action on them: the list answers, nothing changes.
+    ("ranking/rankingresult", "delete_selected"): delete_selected(lambda w: w.ranking_result.pk, moderator=REFUSED),
+    ("training/trainingrun", "delete_selected"): delete_selected(lambda w: w.run.pk),
+    ("auth/group", "delete_selected"): delete_selected(lambda w: Group.objects.get(name="researchers").pk),
+    ("sites/site", "delete_selected"): delete_selected(lambda w: w.site_id),
+    ("django_celery_beat/periodictask", "enable_tasks"): ActionProbe(lambda w: w.periodic.pk, action_answers(),
+                                                                     setup=disabled),
+    ("django_celery_beat/periodictask", "disable_tasks"): ActionProbe(lambda w: w.periodic.pk, action_answers()),
+    ("django_celery_beat/periodictask", "toggle_tasks"): ActionProbe(lambda w: w.periodic.pk, action_answers()),
+    ("django_celery_beat/periodictask", "run_tasks"): ActionProbe(lambda w: w.periodic.pk, action_answers(),
+                                                                  changes_database=False),
+    ("django_celery_beat/periodictask", "delete_selected"): delete_selected(lambda w: w.periodic.pk),
+    ("django_celery_beat/clockedschedule", "delete_selected"): delete_selected(lambda w: w.clocked.pk),
+    ("django_celery_beat/crontabschedule", "delete_selected"): delete_selected(lambda w: w.crontab.pk),
+    ("django_celery_beat/solarschedule", "delete_selected"): delete_selected(lambda w: w.solar.pk),
+    ("django_celery_beat/intervalschedule", "delete_selected"): delete_selected(lambda w: w.interval.pk),
+    ("account/emailaddress", "make_verified"): ActionProbe(lambda w: w.address.pk, action_answers()),
+    ("account/emailaddress", "delete_selected"): delete_selected(lambda w: w.address.pk),
+    ("socialaccount/socialapp", "delete_selected"): delete_selected(lambda w: w.app.pk),
+    ("socialaccount/socialtoken", "delete_selected"): delete_selected(lambda w: w.social_token.pk),
+    ("socialaccount/socialaccount", "delete_selected"): delete_selected(lambda w: w.social.pk),
+}
 
 # Not in the URL resolver: answered by oasst.middleware.HealthCheckMiddleware before any URL matching.
 OUTSIDE_RESOLVER = [Row("healthz", [get("/healthz", outcomes(200))])]
@@ -496,6 +545,68 @@ def test_every_url_pattern_is_in_the_matrix():
         assert row.probes, f"{row.route}: a row needs at least one probe"
         for probe in row.probes:
             assert set(probe.expect) == set(ROLES), f"{row.route}: every role needs an expected answer"
+
+
+def test_every_admin_action_is_in_the_matrix():
+    """Every action any admin offers a superuser (so every action anyone may be offered) has a row."""
+    request = RequestFactory().post("/admin/")
+    request.user = User(is_active=True, is_staff=True, is_superuser=True)
+    offered = {(prefix, name) for prefix, model_admin in registered_admins().items()
+               for name in model_admin.get_actions(request)}
+    missing = sorted(offered - set(ACTIONS))
+    stale = sorted(set(ACTIONS) - offered)
+    assert not missing, f"admin actions without a row in the authorisation matrix: {missing}"
+    assert not stale, f"rows for admin actions that no longer exist: {stale}"
+    for key, probe in ACTIONS.items():
+        assert set(probe.expect) == set(ROLES), f"{key}: every role needs an expected answer"
+
+
+def database_state(model, pk) -> tuple:
+    """The selected row and the audit log's length: every moderation service writes the audit log."""
+    return model._default_manager.filter(pk=pk).values().first(), ModerationEvent.objects.count()
+
+
+def send_action(world, role: str, prefix: str, name: str, probe: ActionProbe):
+    """POSTs the action as the changelist's Go button does; answers (what came back, whether the
+    database changed), the probe's changes rolled back."""
+    model = registered_admins()[prefix].model
+    pk = probe.target(world)
+    client = client_for(world, role, "/admin/")
+    cache.clear()
+    with transaction.atomic():
+        if probe.setup:
+            probe.setup(world)
+        before = database_state(model, pk)
+        response = client.post(f"/admin/{prefix}/", {"action": name, "index": "0", "_selected_action": [str(pk)],
+                                                      **probe.data})
+        if response.streaming:
+            b"".join(response.streaming_content)
+        changed = database_state(model, pk) != before
+        transaction.set_rollback(True)
+    if response.get("Content-Disposition", "").startswith("attachment"):
+        return DOWNLOAD, changed
+    answer = outcome_of(response)
+    if answer == 200 or answer == redirect(f"/admin/{prefix}/"):  # back to the list
+        notes = list(messages.get_messages(response.wsgi_request))
+        warned = any(note.level >= messages.WARNING for note in notes)
+        done = changed if probe.changes_database else bool(notes)
+        return (DONE if done and not warned else REFUSED), changed
+    return answer, changed
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_gets_the_expected_answer_to_every_admin_action(world, role):
+    """Every bulk action of every admin as this role, on a real object: done, downloaded, or refused
+    with the database unchanged."""
+    wrong = []
+    for (prefix, name), probe in ACTIONS.items():
+        answer, changed = send_action(world, role, prefix, name, probe)
+        expected = probe.expect[role]
+        if not matches(expected, answer):
+            wrong.append(f"{prefix} {name}: expected {expected}, got {answer}")
+        elif expected != DONE and changed:
+            wrong.append(f"{prefix} {name}: answered {answer} but changed the database")
+    assert not wrong, f"{role}:\n" + "\n".join(wrong)
 
 
 EMAIL = re.compile(rb"[\w.+-]+@[\w-]+\.[\w.-]+")

@@ -54,15 +54,103 @@ def test_researchers_and_superusers_stream_exports_others_are_refused(finished_t
     assert token_client(researcher).get("/api/v1/exports/?state=bogus").status_code == 400
 
 
-def test_admin_action_downloads_the_selected_trees(client, finished_tree, moderators_group):
+def _staff_member(group=None, **flags):
+    user = UserFactory(is_staff=True, **flags)
+    if group is not None:
+        user.groups.add(group)
+    return user
+
+
+@pytest.fixture
+def researchers_group(db):
+    group, _ = Group.objects.get_or_create(name="researchers")  # made by a data migration
+    group.permissions.add(Permission.objects.get(codename="export_trees"))
+    return group
+
+
+def _offered_actions(client) -> set[str]:
+    response = client.get("/admin/tasks/messagetree/")
+    if response.status_code != 200:
+        return set()
+    return {name for name, _ in response.context["action_form"].fields["action"].choices if name}
+
+
+def _admin_export(client, tree_id, action="download_export"):
+    return client.post("/admin/tasks/messagetree/", {"action": action, "_selected_action": [str(tree_id)]})
+
+
+def _ids_in(tree: dict) -> tuple[set, set]:
+    """The (message and tree ids, user ids) of an exported tree."""
+    ids, users, stack = {tree["message_tree_id"]}, set(), [tree["prompt"]]
+    while stack:
+        node = stack.pop()
+        ids.add(node["message_id"])
+        users.add(node.get("user_id"))
+        stack.extend(node.get("replies", ()))
+    return ids, users - {None}
+
+
+def _real_ids(prompt) -> tuple[set, set]:
+    from tasks.models import Message
+
+    messages = Message.objects.filter(tree_id=prompt.tree_id)
+    return ({str(prompt.tree_id), *(str(pk) for pk in messages.values_list("pk", flat=True))},
+            {str(pk) for pk in messages.values_list("author_id", flat=True)})
+
+
+def test_moderators_are_not_offered_the_admin_export_and_a_forged_post_streams_nothing(
+        client, finished_tree, moderators_group):
     prompt, _ = finished_tree
-    moderator = UserFactory(is_staff=True)
-    moderator.groups.add(moderators_group)
-    client.force_login(moderator)
-    response = client.post("/admin/tasks/messagetree/", {"action": "download_export",
-                                                         "_selected_action": [str(prompt.tree_id)]})
-    assert response.status_code == 200
-    assert lines(response)[0]["message_tree_id"] == str(prompt.tree_id)
+    client.force_login(_staff_member(moderators_group))
+    assert _offered_actions(client) & {"download_export", "download_export_real_ids"} == set()
+    assert {"halt", "resume"} <= _offered_actions(client)  # the moderation actions stay
+    for action in ("download_export", "download_export_real_ids"):
+        response = _admin_export(client, prompt.tree_id, action)
+        assert not response.streaming and response.status_code == 302
+        assert b"prompt" not in response.content
+
+
+def test_researchers_download_anonymised_trees_from_the_admin(client, finished_tree, researchers_group):
+    prompt, _ = finished_tree
+    client.force_login(_staff_member(researchers_group))
+    assert _offered_actions(client) == {"download_export"}
+    response = _admin_export(client, prompt.tree_id)
+    assert response.status_code == 200 and response.streaming
+    (tree,) = lines(response)
+    ids, users = _ids_in(tree)
+    real_ids, real_users = _real_ids(prompt)
+    assert len(users) == len(real_users) and ids.isdisjoint(real_ids) and users.isdisjoint(real_users)
+    assert tree["prompt"]["text"] == "What is a tide?"
+    forged = _admin_export(client, prompt.tree_id, "download_export_real_ids")
+    assert not forged.streaming and forged.status_code == 302
+
+
+def test_superusers_get_real_ids_from_the_admin_only_when_they_ask(client, finished_tree):
+    prompt, _ = finished_tree
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    assert {"download_export", "download_export_real_ids"} <= _offered_actions(client)
+    real_ids, real_users = _real_ids(prompt)
+    ids, users = _ids_in(lines(_admin_export(client, prompt.tree_id))[0])
+    assert ids.isdisjoint(real_ids) and users.isdisjoint(real_users)
+    ids, users = _ids_in(lines(_admin_export(client, prompt.tree_id, "download_export_real_ids"))[0])
+    assert ids == real_ids and users == real_users
+
+
+def test_one_permission_decides_every_export_route(client, finished_tree, moderators_group, researchers_group):
+    """The API and the admin agree, per role, with `can_export`: researchers and superusers only."""
+    from tasks.export import can_export
+
+    prompt, _ = finished_tree
+    people = {"contributor": UserFactory(), "staff": _staff_member(), "moderator": _staff_member(moderators_group),
+              "researcher": _staff_member(researchers_group),
+              "superuser": UserFactory(is_staff=True, is_superuser=True)}
+    for role, person in people.items():
+        allowed = role in ("researcher", "superuser")
+        assert can_export(person) is allowed, role
+        assert (token_client(person).get("/api/v1/exports/").status_code == 200) is allowed, role
+        client.force_login(person)
+        assert ("download_export" in _offered_actions(client)) is allowed, role
+        assert _admin_export(client, prompt.tree_id).streaming is allowed, role
 
 
 def test_nightly_export_writes_a_dated_file_and_keeps_the_last_n(finished_tree, tmp_path):
