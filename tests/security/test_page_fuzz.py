@@ -38,7 +38,7 @@ from ranking.models import Ranking
 from tasks import services
 from tasks.models import EmojiReaction, FlaggedMessage, Message, Review, Task
 from tests.factories import PASSWORD, UserFactory
-from tests.tasks.builders import open_task, reply_to, review_of, write_prompt
+from tests.tasks.builders import growing_conversation, open_task, write_prompt
 
 EXAMPLES_PER_FORM = 30
 REFUSED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -95,14 +95,8 @@ def _world() -> dict:
     from django.contrib.auth.models import Group
 
     author, reviewer = UserFactory(), UserFactory()
-    prompt = write_prompt(author, text="How do tides work?")
     unreviewed = write_prompt(reviewer, text="What is rain?")
-    review_of(reviewer, prompt)
-    services.lottery_activate(lang="en")
-    assistant = reply_to(reviewer, prompt, "The moon pulls the oceans.")
-    review_of(author, assistant)
-    prompter = reply_to(author, assistant, "And the sun?")
-    review_of(reviewer, prompter)
+    prompt, assistant, prompter = growing_conversation(author, reviewer)
     contributor = UserFactory()
     moderator = UserFactory(is_staff=True)
     moderator.groups.add(Group.objects.get(name="moderators"))

@@ -26,7 +26,7 @@ from tasks import services
 from tasks.models import EmojiReaction, FlaggedMessage, Message, Review, Task
 from tests.conftest import token_client
 from tests.factories import AdminFactory, UserFactory
-from tests.tasks.builders import open_task, reply_to, review_of, write_prompt
+from tests.tasks.builders import growing_conversation, open_task, write_prompt
 
 CONTROL_CHARACTERS = ["\x00", "\x07", "\x1b", "\x7f", "\x85"]
 TEXT_TASKS = ["initial_prompt", "assistant_reply", "prompter_reply"]
@@ -41,13 +41,7 @@ def world(db, tree_settings):
     """A growing tree (prompt, assistant reply, user reply) and a contributor who may work on it."""
     tree_settings(goal_tree_size=10, num_reviews_reply=1, num_reviews_initial_prompt=1, num_required_rankings=1)
     author, reviewer = UserFactory(), UserFactory()
-    prompt = write_prompt(author, text="How do tides work?")
-    review_of(reviewer, prompt)
-    services.lottery_activate(lang="en")
-    assistant = reply_to(reviewer, prompt, "The moon pulls the oceans.")
-    review_of(author, assistant)
-    prompter = reply_to(author, assistant, "And the sun?")
-    review_of(reviewer, prompter)
+    prompt, assistant, prompter = growing_conversation(author, reviewer)
     contributor = UserFactory()
     client = Client()
     client.force_login(contributor)

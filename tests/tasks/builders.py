@@ -50,3 +50,16 @@ def review_of(user, message: Message, values=GOOD_LABELS):
     task = open_task(user, task_type, message, valid_labels=["spam", "lang_mismatch", "quality"],
                      mandatory_labels=["spam"], mode="simple")
     return services.labels_submit(user=user, task_id=task.pk, labels=labels_for(task, values))
+
+
+def growing_conversation(author, reviewer) -> tuple[Message, Message, Message]:
+    """A growing tree with a reviewed prompt, assistant reply and prompter reply (author and reviewer
+    take turns), for tests that need a conversation to work on."""
+    prompt = write_prompt(author, text="How do tides work?")
+    review_of(reviewer, prompt)
+    services.lottery_activate(lang="en")
+    assistant = reply_to(reviewer, prompt, "The moon pulls the oceans.")
+    review_of(author, assistant)
+    prompter = reply_to(author, assistant, "And the sun?")
+    review_of(reviewer, prompter)
+    return prompt, assistant, prompter
