@@ -21,6 +21,7 @@ from training.models import TrainingRun
 from training.policy import PolicyMissing, default_policy_path
 from training.ppo import PPOConfig
 from training.reward import BaseModelMissing, RewardTrainingConfig, default_base_model
+from training.reward_report import evaluation_lines, format_accuracy
 from training.services import training_run_launch
 
 PLOTS = ("training_curve.png", "accuracy.png", "ppo_curves.png")
@@ -189,6 +190,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "held_out_result",
         "plots",
         "metrics_summary",
+        "evaluations",
         "log_tail",
         "error",
         "launched_by",
@@ -246,17 +248,50 @@ class TrainingRunAdmin(admin.ModelAdmin):
         evaluation = (run.metrics or {}).get("eval") or {}
         if evaluation.get("accuracy") is None:
             return "-"
-        return f"{evaluation['accuracy']:.3f} ({evaluation['pairs']} pairs)"
+        rule = evaluation.get("length_rule")
+        return format_accuracy(evaluation) + (f"; length rule {rule['accuracy']:.3f}" if rule else "")
 
     @admin.display(description="held-out metrics")
     def metrics_summary(self, run: TrainingRun) -> str:
         evaluation = (run.metrics or {}).get("eval") or {}
-        rows = [(f"language {lang}", row) for lang, row in evaluation.get("by_language", {}).items()]
-        rows += [(f"rank gap {gap}", row) for gap, row in evaluation.get("by_rank_gap", {}).items()]
-        return format_html_join(
+        if "length_rule" in evaluation:
+            rows = evaluation_lines(evaluation)
+        else:  # a run recorded before intervals and baselines were computed
+            slices = [(f"language {lang}", row) for lang, row in evaluation.get("by_language", {}).items()]
+            slices += [(f"rank gap {gap}", row) for gap, row in evaluation.get("by_rank_gap", {}).items()]
+            rows = [(name, format_accuracy(row)) for name, row in slices]
+        cv = (run.metrics or {}).get("cv")
+        if cv:
+            rows += evaluation_lines(cv["pooled"], label=f"{cv['k']}-fold cross-validated accuracy")
+        return format_html_join("", "<div>{}: {}</div>", ((name.strip(), value) for name, value in rows))
+
+    @admin.display(description="evaluations (evaluate_reward_model)")
+    def evaluations(self, run: TrainingRun) -> str:
+        """Every file this reward model was scored on, newest first: a read-only table."""
+        evaluations = list(run.evaluations.all())
+        if not evaluations:
+            return format_html("{}", "-")
+        rows = format_html_join(
             "",
-            "<div>{}: {} ({} pairs)</div>",
-            ((name, f"{row['accuracy']:.3f}", row["pairs"]) for name, row in rows if row.get("accuracy") is not None),
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    Path(row.data_file).name,
+                    row.data_sha256[:12],
+                    row.pairs,
+                    f"{row.accuracy:.3f} [{row.accuracy_low:.3f}, {row.accuracy_high:.3f}]",
+                    f"{row.length_rule:.3f}",
+                    f"0.5 [{row.random_low:.3f}, {row.random_high:.3f}]",
+                    row.created_at.strftime("%Y-%m-%d %H:%M"),
+                )
+                for row in evaluations
+            ),
+        )
+        return format_html(
+            '<table class="oasst-evaluations"><thead><tr><th>file</th><th>sha256</th><th>pairs</th>'
+            "<th>accuracy (95% interval)</th><th>length rule</th><th>random</th><th>date</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            rows,
         )
 
     @admin.display(description="plots")

@@ -1,6 +1,6 @@
 """Reads oasst export files into comparison groups and preference pairs for reward-model training.
 
-Accepted inputs (JSON Lines, gzip when the name ends in ``.gz``): the tree format (one tree per line
+Accepted inputs (JSON Lines or one JSON array, gzip when the name ends in ``.gz``): the tree format (one tree per line
 with a nested ``prompt``), message files (one node per line, flat with ``parent_id`` or nested with
 ``replies``) and the Hugging Face release's flat rows. Nothing here touches the database.
 """
@@ -80,16 +80,31 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def read_records(path: str | Path) -> Iterator[dict]:
+def numbered_records(path: str | Path) -> Iterator[tuple[int, object]]:
+    """(line number, value) of each JSON line; a file whose text starts with ``[`` is one JSON array (items from 1)."""
     with open_export(path) as handle:
+        head = handle.read(1 << 12)
+        if head.lstrip().startswith("["):
+            try:
+                values = json.loads(head + handle.read())
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}: not a JSON array ({error.msg})") from error
+            yield from enumerate(values, start=1)
+            return
+        handle.seek(0)
         for line_number, line in enumerate(handle, start=1):
             line = line.strip()
             if not line:
                 continue
             try:
-                yield json.loads(line)
+                yield line_number, json.loads(line)
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path}:{line_number}: not a JSON object ({error.msg})") from error
+
+
+def read_records(path: str | Path) -> Iterator[dict]:
+    for _, record in numbered_records(path):
+        yield record
 
 
 def _flatten(node: dict, tree_id: str, parent_id: str | None) -> Iterator[dict]:
@@ -124,7 +139,8 @@ def _rank(message: dict) -> int | None:
     return int(rank)
 
 
-def _conversation(message_id: str, by_id: dict[str, dict]) -> tuple[Turn, ...]:
+def conversation_to(message_id: str, by_id: dict[str, dict]) -> tuple[Turn, ...]:
+    """The turns from the root down to the message, both included."""
     turns: list[Turn] = []
     seen: set[str] = set()
     current = by_id.get(message_id)
@@ -158,7 +174,7 @@ def comparison_groups(messages: Iterable[dict], *, max_replies: int = MAX_REPLIE
                 tree_id=parent.get("message_tree_id") or parent_id,
                 parent_id=parent_id,
                 lang=parent.get("lang") or ranked[0].get("lang") or "und",
-                conversation=_conversation(parent_id, by_id),
+                conversation=conversation_to(parent_id, by_id),
                 replies=tuple(Reply(r["message_id"], r.get("text", ""), _rank(r)) for r in ranked),
             )
         )
@@ -190,6 +206,18 @@ def split_by_tree(
     train = [group for group in groups if group.tree_id not in eval_trees]
     evaluation = [group for group in groups if group.tree_id in eval_trees]
     return train, evaluation
+
+
+def tree_folds(tree_ids: Iterable[str], *, k: int, seed: int) -> list[set[str]]:
+    """K folds of the trees for cross-validation: the seeded shuffle of ``held_out_trees``, dealt round-robin,
+    so every tree lies in exactly one fold and fold sizes differ by at most one."""
+    ordered = sorted(set(tree_ids))
+    if k < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, not {k}")
+    if k > len(ordered):
+        raise ValueError(f"cannot make {k} folds of {len(ordered)} trees: --cv may be at most the number of trees")
+    random.Random(seed).shuffle(ordered)
+    return [set(ordered[fold::k]) for fold in range(k)]
 
 
 def preference_pairs(groups: Iterable[ComparisonGroup]) -> list[PreferencePair]:
@@ -264,7 +292,7 @@ def prompt_items(messages: Iterable[dict], *, kind: str = "all") -> list[PromptI
                 tree_id=message.get("message_tree_id") or message["message_id"],
                 message_id=message["message_id"],
                 lang=message.get("lang") or "und",
-                conversation=_conversation(message["message_id"], by_id),
+                conversation=conversation_to(message["message_id"], by_id),
             )
         )
     items.sort(key=lambda item: (item.tree_id, len(item.conversation), item.message_id))

@@ -17,18 +17,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from training.data import PreferencePair, dataset_stats, file_sha256, load_groups, preference_pairs, split_by_tree
+from training.evaluation import empty_evaluation, evaluate_preference_pairs
 from training.policy import chat_prompt, default_policy_path, load_policy
 from training.reward import (
-    _export_manifest,
-    _format_accuracy,
     _progress_callback,
-    _pyplot,
     _remove_empty_checkpoints,
     code_version,
-    pairwise_accuracy,
     quiet_libraries,
     trainer_arguments,
 )
+from training.reward_report import export_manifest, format_accuracy, pyplot
 
 
 @dataclass(frozen=True)
@@ -157,8 +155,8 @@ def train_dpo(config: DPOTrainingConfig, *, progress: Callable[[int, int], None]
         config.beta * ((pc - rc) - (pr - rr))
         for pc, rc, pr, rr in zip(policy_chosen, ref_chosen, policy_rejected, ref_rejected, strict=True)
     ]
-    no_pairs = {"accuracy": None, "pairs": 0}
-    evaluation = pairwise_accuracy(scored_pairs, margins, [0.0] * len(margins)) if scored_pairs else no_pairs
+    zeros = [0.0] * len(margins)
+    evaluation = evaluate_preference_pairs(scored_pairs, margins, zeros) if scored_pairs else empty_evaluation()
     evaluation["mean_margin"] = sum(margins) / len(margins) if margins else None
 
     trainer.save_model(str(output))
@@ -184,7 +182,7 @@ def train_dpo(config: DPOTrainingConfig, *, progress: Callable[[int, int], None]
         "eval_before": eval_before,
         "eval_after": eval_after,
         # how often the untrained policy already gives the better reply the higher likelihood
-        "reference_likelihood_accuracy": pairwise_accuracy(scored_pairs, ref_chosen, ref_rejected)["accuracy"]
+        "reference_likelihood_accuracy": evaluate_preference_pairs(scored_pairs, ref_chosen, ref_rejected)["accuracy"]
         if scored_pairs
         else None,
         "eval": evaluation,
@@ -194,13 +192,13 @@ def train_dpo(config: DPOTrainingConfig, *, progress: Callable[[int, int], None]
     # train() starts a fresh log, so the held-out loss before training is put back as step 0 (its accuracy is 0: ties)
     before_training = [{"step": 0, "eval_loss": eval_before["loss"]}] if eval_before else []
     _plot_dpo_curves(before_training + trainer.state.log_history, output / "training_curve.png")
-    _write_dpo_card(metrics, output / "README.md", export_manifest=_export_manifest(config.data))
+    _write_dpo_card(metrics, output / "README.md", export_manifest=export_manifest(config.data))
     _remove_empty_checkpoints(output / "checkpoints")
     return metrics
 
 
 def _plot_dpo_curves(log_history: list[dict], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
     for axis, key, label in ((loss_axis, "loss", "DPO loss"), (accuracy_axis, "rewards/accuracies", "reward accuracy")):
         train = [(row["step"], row[key]) for row in log_history if key in row]
@@ -250,13 +248,13 @@ def _write_dpo_card(metrics: dict, path: Path, *, export_manifest: dict | None) 
         "",
         "## Held-out preference accuracy",
         "",
-        f"- implicit reward margin > 0: {_format_accuracy(evaluation)}",
+        f"- implicit reward margin > 0: {format_accuracy(evaluation)}",
         f"- held-out DPO loss before / after: {_number(before.get('loss'))} / {_number(after.get('loss'))}",
         f"- untrained policy gives the better reply the higher likelihood: "
         f"{_number(metrics['reference_likelihood_accuracy'])}",
     ]
-    lines += [f"- language `{key}`: {_format_accuracy(row)}" for key, row in evaluation.get("by_language", {}).items()]
-    lines += [f"- rank gap {key}: {_format_accuracy(row)}" for key, row in evaluation.get("by_rank_gap", {}).items()]
+    lines += [f"- language `{key}`: {format_accuracy(row)}" for key, row in evaluation.get("by_language", {}).items()]
+    lines += [f"- rank gap {key}: {format_accuracy(row)}" for key, row in evaluation.get("by_rank_gap", {}).items()]
     lines += [
         "",
         f"Trained in {metrics['train_seconds']} s on {metrics['device']}, code version "

@@ -47,3 +47,33 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} run {self.pk} ({self.status})"
+
+
+class RewardModelEvaluation(models.Model):
+    """A reward-model run scored on one data file by ``evaluate_reward_model``: the headline figures, and the
+    whole evaluation (by rank gap, by language, intervals) in ``summary``."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="evaluations")
+    data_file = models.CharField(max_length=1000)
+    data_sha256 = models.CharField(max_length=64)
+    pairs = models.PositiveIntegerField()
+    accuracy = models.FloatField()
+    accuracy_low = models.FloatField(help_text="95% interval, low end")
+    accuracy_high = models.FloatField(help_text="95% interval, high end")
+    length_rule = models.FloatField(help_text="accuracy of 'the longer reply wins' on the same pairs")
+    random_low = models.FloatField(help_text="95% of fair coins score in [low, high] on as many pairs")
+    random_high = models.FloatField()
+    summary = models.JSONField(default=dict, blank=True)
+    report_file = models.CharField(max_length=1000, blank=True, help_text="the JSON the command wrote")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(accuracy__gte=0, accuracy__lte=1), name="reward_evaluation_accuracy_in_0_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"evaluation of run {self.run_id} on {self.data_file}"

