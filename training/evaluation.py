@@ -2,7 +2,8 @@
 length rule and a coin on the same pairs. Pure functions over plain data: no model, no files, no database.
 
 A pair counts 1 when the better reply scores higher, 0 when it scores lower and 1/2 on a tie (for the model
-and for the length rule alike: a rule that cannot tell two replies apart is a coin on that pair).
+and for the length rule alike: a rule that cannot tell two replies apart is a coin on that pair). Rewards
+within ``SCORE_TIE`` of each other tie: closer than that, float noise decides.
 
 Intervals (95%). Every accuracy carries two:
 
@@ -34,6 +35,9 @@ from training.data import PreferencePair
 
 Z95 = 1.959963984540054
 RESAMPLES = 2000
+# Two rewards this close are a tie: padding a batch to another width moves a score by about 1e-7, and a
+# comparison that such noise can flip would make the accuracy depend on the batch size.
+SCORE_TIE = 1e-5
 EVALUATION_SEED = 0
 
 
@@ -50,17 +54,17 @@ class ScoredPair:
     rejected_length: int
 
 
-def outcome(better: float, worse: float) -> float:
-    """1 when the better reply is ahead, 0 when behind, 1/2 on a tie."""
-    if better > worse:
+def outcome(better: float, worse: float, *, tie: float = 0.0) -> float:
+    """1 when the better reply is ahead by more than ``tie``, 0 when behind by more, 1/2 otherwise."""
+    if better - worse > tie:
         return 1.0
-    if better < worse:
+    if worse - better > tie:
         return 0.0
     return 0.5
 
 
 def model_outcomes(pairs: Sequence[ScoredPair]) -> list[float]:
-    return [outcome(pair.chosen_score, pair.rejected_score) for pair in pairs]
+    return [outcome(pair.chosen_score, pair.rejected_score, tie=SCORE_TIE) for pair in pairs]
 
 
 def length_rule_outcomes(pairs: Sequence[ScoredPair]) -> list[float]:

@@ -79,8 +79,15 @@ def test_scores_do_not_depend_on_the_batch_size(marker_reward_model, synthetic_e
     evaluate(marker_reward_model, synthetic_export, out=str(tmp_path / "a"), batch_size=1)
     evaluate(marker_reward_model, synthetic_export, out=str(tmp_path / "b"), batch_size=64)
     one, many = (json.loads((tmp_path / name / "export.json").read_text()) for name in ("a", "b"))
-    assert one["rewards"]["chosen"] == pytest.approx(many["rewards"]["chosen"], abs=1e-5)
-    assert one["evaluation"]["accuracy"] == many["evaluation"]["accuracy"]
+    for side in ("chosen", "rejected"):
+        assert one["rewards"][side] == pytest.approx(many["rewards"][side], abs=1e-5)
+    # every pair that float noise cannot decide gets the same verdict (closer pairs may land on either side of
+    # the tie margin: a tiny model gives many near-equal rewards)
+    verdicts = [[c > r for c, r in zip(run["rewards"]["chosen"], run["rewards"]["rejected"], strict=True)]
+                for run in (one, many)]
+    decided = [i for i, (c, r) in enumerate(zip(one["rewards"]["chosen"], one["rewards"]["rejected"], strict=True))
+               if abs(c - r) > 1e-4]
+    assert decided and [verdicts[0][i] for i in decided] == [verdicts[1][i] for i in decided]
 
 
 def test_an_evaluation_of_a_recorded_run_is_kept_and_shown_in_the_admin(

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from training.data import PreferencePair, Turn
 from training.evaluation import (
+    SCORE_TIE,
     ScoredPair,
     accuracy_with_intervals,
     coin_interval,
@@ -110,6 +111,13 @@ def test_ties_count_half_for_the_model_and_for_the_length_rule():
     evaluation = evaluate_scored_pairs(pairs, **FAST)
     assert evaluation["accuracy"] == 0.75
     assert evaluation["length_rule"]["accuracy"] == 0.75
+
+
+def test_rewards_closer_than_float_noise_tie_so_padding_cannot_flip_a_pair():
+    noisy = [pair(chosen=0.25 + 3e-7, rejected=0.25), pair(chosen=0.25, rejected=0.25 + 3e-7)]
+    assert evaluate_scored_pairs(noisy, **FAST)["accuracy"] == 0.5
+    apart = [pair(chosen=0.25 + 1e-3, rejected=0.25), pair(chosen=0.25, rejected=0.25 + 1e-3)]
+    assert [outcome(p.chosen_score, p.rejected_score, tie=SCORE_TIE) for p in apart] == [1.0, 0.0]
 
 
 def test_the_length_rule_counts_characters_of_the_replies():

@@ -197,13 +197,21 @@ def test_the_saved_policy_reloads_and_answers(ppo_run, marker_reward_model, synt
         policy=str(output),
         batch_size=TINY_PPO["batch_size"],  # the same evaluation batches, so the same padding
         mini_batch_size=TINY_PPO["mini_batch_size"],
+        max_new_tokens=TINY_PPO["max_new_tokens"],  # replies as long as the run's
         seed=TINY_PPO["seed"],
     )
     trainer = PPOTrainer(config)
     evaluation = trainer.evaluate()
     metrics = json.loads((output / "metrics.json").read_text())
-    # the same weights and batches; CPU kernels may sum in another order, hence the tolerance
-    assert evaluation["reward_mean"] == pytest.approx(metrics["held_out_reward"]["after"], abs=1e-3)
+    after = [sample["after"] for sample in json.loads((output / "samples.json").read_text())]
+    # The same weights and batches give the run's greedy replies again. CPU kernels may sum in another order
+    # (a run is not bit-reproducible on two threads), so a near-tie may pick another word once, and a reward
+    # moves in its fourth decimal; an unsaved or untrained policy would answer otherwise on every prompt.
+    same = [text == sample["reply"] for text, sample in zip(evaluation["texts"], after, strict=True)]
+    assert sum(same) >= len(same) - 1
+    for equal, reward, sample in zip(same, evaluation["rewards"], after, strict=True):
+        assert not equal or reward == pytest.approx(sample["reward"], abs=1e-3)
+    assert evaluation["reward_mean"] == pytest.approx(metrics["held_out_reward"]["after"], abs=0.05)
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_result(
