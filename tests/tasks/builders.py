@@ -63,3 +63,19 @@ def growing_conversation(author, reviewer) -> tuple[Message, Message, Message]:
     prompter = reply_to(author, assistant, "And the sun?")
     review_of(reviewer, prompter)
     return prompt, assistant, prompter
+
+
+def prompt_in_ranking(writers) -> Message:
+    """A prompt with two accepted assistant replies, its tree in `ranking` (three writers; the tree settings
+    must ask one review per message and a goal size of 3)."""
+    from tasks.models import MessageTree
+
+    prompt = write_prompt(writers[0])
+    review(writers[1], "label_initial_prompt")
+    services.lottery_activate(lang="en")
+    for writer in writers[1:]:
+        reply(writer, f"Reply by {writer.username}")
+    for _ in range(2):
+        review(writers[0], "label_assistant_reply")
+    assert MessageTree.objects.get(pk=prompt.tree_id).state == "ranking"
+    return prompt

@@ -12,7 +12,7 @@ from oasst.errors import ServiceError
 from tasks import services
 from tasks.models import Message, MessageTree, Task, TaskType
 from tests.factories import UserFactory
-from tests.tasks.builders import labels_for, review, write_prompt
+from tests.tasks.builders import labels_for, prompt_in_ranking, review, write_prompt
 
 THREADS = 32
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -97,16 +97,7 @@ def test_retried_submissions_with_one_client_id_make_one_message(crowd):
 
 def test_concurrent_rankings_of_one_parent_neither_deadlock_nor_overshoot(crowd, tree_settings):
     tree_settings(num_reviews_initial_prompt=1, num_reviews_reply=1, goal_tree_size=3, num_required_rankings=3)
-    writers = [UserFactory() for _ in range(3)]
-    prompt = write_prompt(writers[0])
-    review(writers[1], "label_initial_prompt")
-    services.lottery_activate(lang="en")
-    for writer in writers[1:]:
-        task = services.task_request(user=writer, task_type="assistant_reply", lang="en")
-        services.text_submit(user=writer, task_id=task.pk, text=f"Reply by {writer.username}")
-    for _ in range(2):
-        review(writers[0], "label_assistant_reply")
-    assert MessageTree.objects.get(pk=prompt.tree_id).state == "ranking"
+    prompt = prompt_in_ranking([UserFactory() for _ in range(3)])
 
     results = all_at_once([lambda u=u: services.task_request(user=u, task_type="rank_assistant_replies", lang="en")
                            for u in crowd])

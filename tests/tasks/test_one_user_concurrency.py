@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 from tasks import services
 from tasks.models import Message, MessageTree, Task
 from tests.factories import UserFactory
-from tests.tasks.builders import reply, review, write_prompt
+from tests.tasks.builders import prompt_in_ranking, reply, review, write_prompt
 
 THREADS = 30
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -113,16 +113,7 @@ def _parent_to_reply_to(tree_settings):
 
 def _parent_to_rank(tree_settings):
     tree_settings(num_reviews_initial_prompt=1, num_reviews_reply=1, goal_tree_size=3, num_required_rankings=3)
-    writers = [UserFactory() for _ in range(3)]
-    prompt = write_prompt(writers[0])
-    review(writers[1], "label_initial_prompt")
-    services.lottery_activate(lang="en")
-    for writer in writers[1:]:
-        reply(writer, f"Reply by {writer.username}")
-    for _ in range(2):
-        review(writers[0], "label_assistant_reply")
-    assert MessageTree.objects.get(pk=prompt.tree_id).state == "ranking"
-    return prompt
+    return prompt_in_ranking([UserFactory() for _ in range(3)])
 
 
 @pytest.mark.parametrize(("task_type", "build", "pending"), [
