@@ -242,6 +242,11 @@ def test_a_split_with_nothing_to_train_on_is_refused(tmp_path):
         training_split([export], eval_sources=[export], eval_fraction=0.1, seed=0)
 
 
+needs_shared_data = pytest.mark.skipif(not (HH / "helpful-online-test.jsonl.gz").is_file(),
+                                       reason=f"shared data missing: {HH}")
+
+
+@needs_shared_data
 def test_the_shared_hh_split_reads_with_its_counted_drops():
     read = read_pair_file(HH / "helpful-online-test.jsonl.gz")
     assert (read.layout, read.records, len(read.pairs), read.identical, read.unusable) == (
@@ -266,6 +271,7 @@ def test_hh_text_gives_back_the_conversation_and_both_replies(turn_texts, chosen
     assert pair_parts(record, IMPLICIT_TEXT, "x") == (conversation, chosen, rejected)
 
 
+@needs_shared_data
 def test_the_shared_trees_mixed_with_an_hh_split_keep_their_held_out_pairs():
     trees = HH.parent / "oasst_en_100_trees.jsonl"
     hh_split = HH / "helpful-online-test.jsonl.gz"
