@@ -65,7 +65,7 @@ def timed_pass(trainer_class, args_overrides: dict, *, base_model: str, dataset,
         return time.monotonic() - started
 
 
-def score_in_input_order(model, tokenizer, items, *, max_length: int, batch_size: int = 32) -> list[float]:
+def score_in_input_order(model, tokenizer, items, *, reading, batch_size: int = 32) -> list[float]:
     """score_replies as it was before issue 14: batches in input order, each padded to its longest item."""
     import torch
 
@@ -75,7 +75,7 @@ def score_in_input_order(model, tokenizer, items, *, max_length: int, batch_size
     scores: list[float] = []
     with torch.no_grad():
         for start in range(0, len(items), batch_size):
-            batch = [encode_reply(tokenizer, c, r, max_length=max_length) for c, r in items[start : start + batch_size]]
+            batch = [encode_reply(tokenizer, c, r, reading=reading) for c, r in items[start : start + batch_size]]
             width = max(len(ids) for ids in batch)
             input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
             attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -115,9 +115,9 @@ def pair_items(data: str, count: int) -> list:
     return [(pair.conversation, pair.chosen) for pair in pairs] + [(pair.conversation, pair.rejected) for pair in pairs]
 
 
-def timed_scoring(score, model, tokenizer, items, *, max_length: int, batch_size: int, **extra) -> tuple[dict, list]:
+def timed_scoring(score, model, tokenizer, items, *, reading, batch_size: int, **extra) -> tuple[dict, list]:
     started = time.monotonic()
-    scores = score(model, tokenizer, items, max_length=max_length, batch_size=batch_size, **extra)
+    scores = score(model, tokenizer, items, reading=reading, batch_size=batch_size, **extra)
     seconds = time.monotonic() - started
     row = {"items": len(items), "seconds": round(seconds, 2), "replies_per_second": round(len(items) / seconds, 1)}
     return row, scores
@@ -126,15 +126,17 @@ def timed_scoring(score, model, tokenizer, items, *, max_length: int, batch_size
 def bench_scoring(options) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from training.reward import RewardTrainingConfig, default_base_model, encode_reply, score_replies
+    from training.reward import RewardInput, RewardTrainingConfig, default_base_model, encode_reply, score_replies
 
     base_model = default_base_model()
-    max_length = options.max_length or RewardTrainingConfig(data="", output="").max_length
+    defaults = RewardTrainingConfig(data="", output="")
+    reading = RewardInput(max_length=options.max_length or defaults.max_length, layout=defaults.layout)
+    max_length = reading.max_length
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=1)
     replies, pairs = reply_items(options.data, options.replies), pair_items(options.data, options.pairs)
-    lengths = [len(encode_reply(tokenizer, c, r, max_length=max_length)) for c, r in replies]
-    common = {"max_length": max_length, "batch_size": options.batch_size}
+    lengths = [len(encode_reply(tokenizer, c, r, reading=reading)) for c, r in replies]
+    common = {"reading": reading, "batch_size": options.batch_size}
     load_before = os.getloadavg()
     runs, differences, after_scores = {}, {}, {}
     for scenario, items in ((f"{len(replies)} distinct replies", replies),
@@ -147,7 +149,7 @@ def bench_scoring(options) -> dict:
         after_scores[scenario] = after
     after_replies = next(iter(after_scores.values()))
     spread = max(after_replies) - min(after_replies)
-    print(f"\nscoring with MiniLM (untrained head), max length {max_length} (replies: mean "
+    print(f"\nscoring with MiniLM (untrained head), {reading.layout} layout, max length {max_length} (replies: mean "
           f"{sum(lengths) / len(lengths):.0f} tokens), batch {options.batch_size}, CPU ({os.cpu_count()} cores)\n")
     print(f"{'run':80} {'items':>6} {'seconds':>8} {'replies/s':>10}")
     for name, row in runs.items():
@@ -156,7 +158,7 @@ def bench_scoring(options) -> dict:
         print(f"largest score difference, {name}: {difference:.2e} (score spread {spread:.3f})")
     return {"parameters": {"data": options.data, "replies": len(replies), "pairs": len(pairs) // 2,
                            "batch_size": options.batch_size, "max_length": max_length,
-                           "mean_reply_tokens": round(sum(lengths) / len(lengths), 1),
+                           "input_layout": reading.layout, "mean_reply_tokens": round(sum(lengths) / len(lengths), 1),
                            "base_model": "all-MiniLM-L6-v2 (untrained head)"},
             "load_before": load_before, "runs": runs, "largest_score_differences": differences, "score_spread": spread}
 
@@ -166,13 +168,21 @@ def bench_training(options) -> dict:
     from trl import RewardTrainer
 
     from training.data import load_groups, preference_pairs
-    from training.reward import _regularised_trainer_class, default_base_model, pairs_dataset
+    from training.reward import (
+        RewardInput,
+        RewardTrainingConfig,
+        _regularised_trainer_class,
+        default_base_model,
+        pairs_dataset,
+    )
 
-    max_length = options.max_length or 256
+    defaults = RewardTrainingConfig(data="", output="")
+    reading = RewardInput(max_length=options.max_length or defaults.max_length, layout=defaults.layout)
+    max_length = reading.max_length
     base_model = default_base_model()
     pairs = preference_pairs(load_groups(options.data))[: options.pairs]
     tokenizer = AutoTokenizer.from_pretrained(base_model)
-    dataset = pairs_dataset(pairs, tokenizer, max_length=max_length)
+    dataset = pairs_dataset(pairs, tokenizer, reading=reading)
     common = {"base_model": base_model, "dataset": dataset, "tokenizer": tokenizer, "batch_size": options.batch_size,
               "lr": options.lr, "max_length": max_length, "seed": options.seed}
     load_before = os.getloadavg()

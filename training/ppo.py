@@ -360,7 +360,7 @@ class PPOTrainer:
             if config.adaptive_kl
             else FixedKLController(config.kl_coef)
         )
-        self.reward_model, self.reward_tokenizer, self.reward_max_length = load_reward_model(config.reward_model)
+        self.reward_model, self.reward_tokenizer, self.reward_reading = load_reward_model(config.reward_model)
         self.reward_model.to(self.device).eval()
         items = load_prompts(config.prompts, kind=config.prompt_kind)
         self.prompt_ids = {
@@ -473,7 +473,7 @@ class PPOTrainer:
     def score(self, items: Sequence[PromptItem], texts: Sequence[str]) -> list[float]:
         """The reward model's score of each reply in its conversation, read with the reward model's own tokenizer."""
         pairs = [(item.conversation, text) for item, text in zip(items, texts, strict=True)]
-        return score_replies(self.reward_model, self.reward_tokenizer, pairs, max_length=self.reward_max_length)
+        return score_replies(self.reward_model, self.reward_tokenizer, pairs, reading=self.reward_reading)
 
     # one PPO step -------------------------------------------------------------------------------------------------
 

