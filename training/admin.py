@@ -23,6 +23,7 @@ from training.ppo import PPOConfig
 from training.reward import BaseModelMissing, RewardTrainingConfig, default_base_model
 from training.reward_report import evaluation_lines, format_accuracy
 from training.services import training_run_launch
+from training.sft import SFTTrainingConfig
 
 PLOTS = ("training_curve.png", "accuracy.png", "ppo_curves.png")
 MODELS_FOLDER = "reward_models"  # under EXPORT_DIR; the nightly export only prunes its own files
@@ -84,7 +85,25 @@ def reward_model_folders() -> list[tuple[str, str]]:
     ]
 
 
-class PPOLaunchForm(forms.Form):
+class CheckedLaunchForm(forms.Form):
+    """A launch form over the export files whose config's own ``check()`` is its validation."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["data_file"].choices = [(path.name, path.name) for path in export_files()]
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            self.config().check()
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from error
+        return data
+
+
+class PPOLaunchForm(CheckedLaunchForm):
     data_file = forms.ChoiceField(label="prompts (export file)")
     reward_model = forms.ChoiceField(label="reward model", help_text="a succeeded reward-model run")
     policy = forms.CharField(required=False, help_text="local causal LM folder; blank: the prepared SmolLM2")
@@ -98,7 +117,6 @@ class PPOLaunchForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["data_file"].choices = [(path.name, path.name) for path in export_files()]
         self.fields["reward_model"].choices = reward_model_folders()
 
     def clean_policy(self) -> str:
@@ -111,16 +129,6 @@ class PPOLaunchForm(forms.Form):
             return str(default_policy_path())
         except PolicyMissing as error:
             raise forms.ValidationError(str(error)) from error
-
-    def clean(self):
-        data = super().clean()
-        if self.errors:
-            return data
-        try:
-            self.config().check()
-        except ValueError as error:
-            raise forms.ValidationError(str(error)) from error
-        return data
 
     def config(self) -> PPOConfig:
         data = self.cleaned_data
@@ -164,10 +172,33 @@ class DPOLaunchForm(forms.Form):
         )
 
 
+class SFTLaunchForm(CheckedLaunchForm):
+    data_file = forms.ChoiceField(label="export file")
+    policy = forms.CharField(required=False, help_text="local causal LM folder; blank: the prepared SmolLM2")
+    all_paths = forms.BooleanField(
+        required=False, help_text="every accepted reply, not only the best-ranked one at each assistant turn"
+    )
+    epochs = forms.FloatField(initial=SFTTrainingConfig.epochs)
+    lr = forms.FloatField(initial=SFTTrainingConfig.lr, label="learning rate")
+    batch_size = forms.IntegerField(initial=SFTTrainingConfig.batch_size, min_value=1)
+    lora_rank = forms.IntegerField(initial=SFTTrainingConfig.lora_rank, min_value=0, help_text="0: train all weights")
+
+    clean_policy = PPOLaunchForm.clean_policy
+
+    def config(self) -> SFTTrainingConfig:
+        data = self.cleaned_data
+        return SFTTrainingConfig(
+            data=str(Path(settings.EXPORT_DIR) / data["data_file"]),
+            output="",
+            **{name: data[name] for name in ("policy", "all_paths", "epochs", "lr", "batch_size", "lora_rank")},
+        )
+
+
 LAUNCH_FORMS = {
     TrainingRun.Kind.REWARD_MODEL: RewardModelLaunchForm,
     TrainingRun.Kind.PPO: PPOLaunchForm,
     TrainingRun.Kind.DPO: DPOLaunchForm,
+    TrainingRun.Kind.SFT: SFTLaunchForm,
 }
 PATHS = ("data", "output", "prompts")
 
@@ -204,7 +235,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         return request.user.is_superuser or request.user.has_perm("training.launch_run")
 
     def add_view(self, request, form_url="", extra_context=None):
-        """Adding a run means launching one: ``?kind=`` reward_model (the default), ppo or dpo."""
+        """Adding a run means launching one: ``?kind=`` reward_model (the default), ppo, dpo or sft."""
         if not self.has_add_permission(request):
             raise PermissionDenied
         kind = request.GET.get("kind", TrainingRun.Kind.REWARD_MODEL)
@@ -241,10 +272,14 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="held-out result")
     def held_out_result(self, run: TrainingRun) -> str:
-        """Pairwise accuracy of a reward model; mean reward before and after of a PPO policy."""
+        """Pairwise accuracy of a reward model; mean reward before and after of a PPO policy; assistant-token loss
+        before and after of an SFT policy."""
         reward = (run.metrics or {}).get("held_out_reward")
         if reward:
             return f"reward {reward['before']:.3f} → {reward['after']:.3f}"
+        loss = (run.metrics or {}).get("held_out_loss")
+        if loss:
+            return f"held-out loss {loss['before']['loss']:.3f} → {loss['after']['loss']:.3f}"
         evaluation = (run.metrics or {}).get("eval") or {}
         if evaluation.get("accuracy") is None:
             return "-"

@@ -72,6 +72,15 @@ def _train_dpo(run: TrainingRun, progress: Callable[[int, str], None]) -> dict:
     )
 
 
+def _train_sft(run: TrainingRun, progress: Callable[[int, str], None]) -> dict:
+    from training.sft import SFTTrainingConfig, train_sft
+
+    config = SFTTrainingConfig(data=run.data_file, output=run.output_dir, **run.parameters)
+    return train_sft(
+        config, progress=lambda step, total: progress(100 * step // max(total, 1), f"step {step}/{total}")
+    )
+
+
 @shared_task(name="training.train_reward_model")
 def train_reward_model_job(run_id: int) -> str:
     return run_queued(run_id, _train_reward_model)
@@ -87,10 +96,16 @@ def train_dpo_job(run_id: int) -> str:
     return run_queued(run_id, _train_dpo)
 
 
+@shared_task(name="training.train_sft")
+def train_sft_job(run_id: int) -> str:
+    return run_queued(run_id, _train_sft)
+
+
 TRAINING_JOBS = {
     TrainingRun.Kind.REWARD_MODEL: train_reward_model_job,
     TrainingRun.Kind.PPO: train_ppo_job,
     TrainingRun.Kind.DPO: train_dpo_job,
+    TrainingRun.Kind.SFT: train_sft_job,
 }
 
 

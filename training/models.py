@@ -9,6 +9,7 @@ class TrainingRun(models.Model):
         REWARD_MODEL = "reward_model", "reward model"
         PPO = "ppo", "PPO"
         DPO = "dpo", "DPO"
+        SFT = "sft", "SFT"
 
     class Status(models.TextChoices):
         QUEUED = "queued"

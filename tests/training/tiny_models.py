@@ -163,3 +163,17 @@ def recorded_command_run(django_db_blocker, command: str, output: Path, **option
     finally:
         with django_db_blocker.unblock():
             run.delete()
+
+
+def write_reviewed_export(path: Path, *, trees: int, seed: int) -> None:
+    """The synthetic export with every message accepted by review (``review_result`` true), as SFT reads only
+    accepted replies: one demonstration a tree, the marked best-ranked reply."""
+    source = path.with_name(f"{path.stem}-unreviewed.jsonl")
+    write_synthetic_export(source, trees=trees, seed=seed)
+
+    def reviewed(message: dict) -> dict:
+        return {**message, "review_result": True, "replies": [reviewed(r) for r in message.get("replies", [])]}
+
+    lines = [json.loads(line) for line in source.read_text().splitlines()]
+    path.write_text("".join(json.dumps({**tree, "prompt": reviewed(tree["prompt"])}) + "\n" for tree in lines))
+    source.unlink()
