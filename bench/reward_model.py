@@ -171,9 +171,9 @@ def bench_training(options) -> dict:
     from training.reward import (
         RewardInput,
         RewardTrainingConfig,
-        _regularised_trainer_class,
         default_base_model,
         pairs_dataset,
+        regularised_trainer_class,
     )
 
     defaults = RewardTrainingConfig(data="", output="")
@@ -189,7 +189,7 @@ def bench_training(options) -> dict:
     runs = {
         "trl RewardTrainer, defaults": timed_pass(RewardTrainer, {}, **common),
         "ours (regularised, no checkpointing)": timed_pass(
-            _regularised_trainer_class(),
+            regularised_trainer_class(),
             {"center_rewards_coefficient": None, "gradient_checkpointing": None, "activation_checkpointing": False},
             **common),
     }

@@ -20,10 +20,10 @@ from training.data import PreferencePair, dataset_stats, file_sha256, load_group
 from training.evaluation import empty_evaluation, evaluate_preference_pairs
 from training.policy import chat_prompt, default_policy_path, load_policy
 from training.reward import (
-    _progress_callback,
-    _remove_empty_checkpoints,
     code_version,
+    progress_callback,
     quiet_libraries,
+    remove_empty_checkpoints,
     trainer_arguments,
 )
 from training.reward_report import export_manifest, format_accuracy, pyplot
@@ -134,7 +134,7 @@ def train_dpo(config: DPOTrainingConfig, *, progress: Callable[[int, int], None]
         processing_class=tokenizer,
         train_dataset=preference_dataset(train_pairs, tokenizer),
         eval_dataset=preference_dataset(eval_pairs, tokenizer) if eval_pairs else None,
-        callbacks=[_progress_callback(progress)] if progress else None,
+        callbacks=[progress_callback(progress)] if progress else None,
     )
     trainer.remove_callback(PrinterCallback)
     if len(trainer.train_dataset) == 0:
@@ -193,7 +193,7 @@ def train_dpo(config: DPOTrainingConfig, *, progress: Callable[[int, int], None]
     before_training = [{"step": 0, "eval_loss": eval_before["loss"]}] if eval_before else []
     _plot_dpo_curves(before_training + trainer.state.log_history, output / "training_curve.png")
     _write_dpo_card(metrics, output / "README.md", export_manifest=export_manifest(config.data))
-    _remove_empty_checkpoints(output / "checkpoints")
+    remove_empty_checkpoints(output / "checkpoints")
     return metrics
 
 

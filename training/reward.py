@@ -184,7 +184,7 @@ def score_replies(
     return [distinct_scores[row] for row in item_rows]
 
 
-def _regularised_trainer_class():
+def regularised_trainer_class():
     import torch
     from trl import RewardTrainer
 
@@ -204,7 +204,7 @@ def _regularised_trainer_class():
     return RegularisedRewardTrainer
 
 
-def _progress_callback(report: Callable[[int, int], None]):
+def progress_callback(report: Callable[[int, int], None]):
     from transformers import TrainerCallback
 
     class ProgressCallback(TrainerCallback):
@@ -342,7 +342,7 @@ def train_reward_model(
     plot_training_curve(trainer.state.log_history, output / "training_curve.png")
     plot_accuracy(evaluation, chosen, rejected, output / "accuracy.png")
     write_model_card(metrics, output / "README.md", manifest=export_manifest(config.data))
-    _remove_empty_checkpoints(output / "checkpoints")
+    remove_empty_checkpoints(output / "checkpoints")
     return metrics
 
 
@@ -388,13 +388,13 @@ def fit_reward_model(config, base_model: str, train_pairs, eval_pairs, *, work_d
         **trainer_arguments(config, work_dir, train_items=len(train_pairs), evaluate=bool(eval_pairs)),
         center_rewards_coefficient=None,
     )
-    trainer = _regularised_trainer_class()(
+    trainer = regularised_trainer_class()(
         model=model,
         args=args,
         processing_class=tokenizer,
         train_dataset=pairs_dataset(train_pairs, tokenizer, reading=config.reading),
         eval_dataset=pairs_dataset(eval_pairs, tokenizer, reading=config.reading) if eval_pairs else None,
-        callbacks=[_progress_callback(progress)] if progress else None,
+        callbacks=[progress_callback(progress)] if progress else None,
     )
     trainer.remove_callback(PrinterCallback)
     started = time.monotonic()
@@ -452,7 +452,7 @@ def cross_validate(config, base_model: str, groups, train_only_pairs, *, folds, 
     }
 
 
-def _remove_empty_checkpoints(folder: Path) -> None:
+def remove_empty_checkpoints(folder: Path) -> None:
     if folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()
 

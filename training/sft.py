@@ -26,10 +26,10 @@ from training.dpo import completion_text
 from training.pairs import data_files, source_sha256
 from training.policy import chat_prompt, default_policy_path, load_policy
 from training.reward import (
-    _progress_callback,
-    _remove_empty_checkpoints,
     code_version,
+    progress_callback,
     quiet_libraries,
+    remove_empty_checkpoints,
     trainer_arguments,
 )
 from training.reward_report import export_manifest, pyplot
@@ -300,7 +300,7 @@ def train_sft(config: SFTTrainingConfig, *, progress: Callable[[int, int], None]
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(eval_rows),
         peft_config=_lora_config(config) if config.lora_rank else None,
-        callbacks=[_progress_callback(progress)] if progress else None,
+        callbacks=[progress_callback(progress)] if progress else None,
     )
     trainer.remove_callback(PrinterCallback)
     trainable = sum(parameter.numel() for parameter in trainer.model.parameters() if parameter.requires_grad)
@@ -313,7 +313,7 @@ def train_sft(config: SFTTrainingConfig, *, progress: Callable[[int, int], None]
     replies_after = greedy_replies(policy, tokenizer, shown, max_new_tokens=config.sample_tokens)
     policy.save_pretrained(output, safe_serialization=True)
     tokenizer.save_pretrained(output)
-    _remove_empty_checkpoints(output / "checkpoints")
+    remove_empty_checkpoints(output / "checkpoints")
 
     files = data_files([config.data, *config.extra_data])
     metrics = {
