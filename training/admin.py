@@ -194,6 +194,10 @@ class SFTLaunchForm(CheckedLaunchForm):
         )
 
 
+def run_change_url(run: TrainingRun) -> str:
+    return reverse("admin:training_trainingrun_change", args=[run.pk])
+
+
 LAUNCH_FORMS = {
     TrainingRun.Kind.REWARD_MODEL: RewardModelLaunchForm,
     TrainingRun.Kind.PPO: PPOLaunchForm,
@@ -217,6 +221,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "data_file",
         "data_sha256",
         "output_dir",
+        "came_from",
+        "led_to",
         "code_version",
         "held_out_result",
         "plots",
@@ -229,7 +235,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "started_at",
         "finished_at",
     )
-    exclude = ("metrics",)
+    exclude = ("metrics", "parents")
 
     def has_add_permission(self, request) -> bool:
         return request.user.is_superuser or request.user.has_perm("training.launch_run")
@@ -285,6 +291,24 @@ class TrainingRunAdmin(admin.ModelAdmin):
             return "-"
         rule = evaluation.get("length_rule")
         return format_accuracy(evaluation) + (f"; length rule {rule['accuracy']:.3f}" if rule else "")
+
+    @admin.display(description="came from")
+    def came_from(self, run: TrainingRun) -> str:
+        """The runs that wrote the folders this run started from, by role, linked to their pages."""
+        links = run.parent_links.select_related("parent")
+        return format_html_join(
+            "", '<div>{}: <a href="{}">{}</a></div>',
+            ((link.get_role_display(), run_change_url(link.parent), link.parent) for link in links),
+        ) or format_html("{}", "-")
+
+    @admin.display(description="led to")
+    def led_to(self, run: TrainingRun) -> str:
+        """The runs that started from this run's folder, linked to their pages."""
+        links = run.child_links.select_related("run").order_by("run__created_at", "run__pk")
+        return format_html_join(
+            "", '<div><a href="{}">{}</a>, started from this run as its {}</div>',
+            ((run_change_url(link.run), link.run, link.get_role_display()) for link in links),
+        ) or format_html("{}", "-")
 
     @admin.display(description="held-out metrics")
     def metrics_summary(self, run: TrainingRun) -> str:

@@ -38,6 +38,10 @@ class TrainingRun(models.Model):
     heartbeat_at = models.DateTimeField(
         null=True, blank=True, help_text="Last sign of life from the worker; a silent running run is failed."
     )
+    parents = models.ManyToManyField(
+        "self", through="TrainingRunParent", through_fields=("run", "parent"), symmetrical=False,
+        related_name="children", blank=True, help_text="The runs that wrote the model folders this run started from.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -48,6 +52,29 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} run {self.pk} ({self.status})"
+
+
+class TrainingRunParent(models.Model):
+    """A run started from a model folder that another (succeeded) run wrote, in one role."""
+
+    class Role(models.TextChoices):
+        POLICY = "policy", "policy"
+        REWARD_MODEL = "reward_model", "reward model"
+        BASE_MODEL = "base_model", "base model"
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="parent_links")
+    parent = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="child_links")
+    role = models.CharField(max_length=20, choices=Role.choices)
+
+    class Meta:
+        ordering = ["role"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "role"], name="training_run_one_parent_per_role"),
+            models.CheckConstraint(condition=~models.Q(run=models.F("parent")), name="training_run_not_its_own_parent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} from run {self.parent_id} ({self.get_role_display()})"
 
 
 class RewardModelEvaluation(models.Model):

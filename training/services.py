@@ -11,18 +11,38 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from oasst.celery import enqueue_on_commit
-from training.models import RewardModelEvaluation, TrainingRun
+from training.models import RewardModelEvaluation, TrainingRun, TrainingRunParent
+from training.selectors import training_run_of_folder
 
 LOG_TAIL_CHARS = 4000
 # A queued run's error while its job could not be sent; oasst.resend_unsent_training_runs sends it again.
 JOB_NOT_SENT = "The job queue was unreachable at launch; the run is sent to it again once it answers."
+# The parameters (config fields) that name a model folder a run starts from, and the role of the run that wrote it.
+PARENT_FOLDERS = {
+    "policy": TrainingRunParent.Role.POLICY,
+    "reward_model": TrainingRunParent.Role.REWARD_MODEL,
+    "base_model": TrainingRunParent.Role.BASE_MODEL,
+}
+
+
+def training_run_parents_record(*, run: TrainingRun) -> list[TrainingRunParent]:
+    """Link a new run to the runs that wrote the folders its parameters start from; a folder no succeeded run
+    wrote links nothing."""
+    links = []
+    for name, role in PARENT_FOLDERS.items():
+        folder = run.parameters.get(name)
+        parent = training_run_of_folder(folder) if folder else None
+        if parent is not None:
+            links.append(TrainingRunParent(run=run, parent=parent, role=role))
+    return TrainingRunParent.objects.bulk_create(links)
 
 
 @transaction.atomic
 def training_run_start(
     *, kind: str, parameters: dict, data_file: str, data_sha256: str, output_dir: str, launched_by=None
 ) -> TrainingRun:
-    return TrainingRun.objects.create(
+    """A running run, linked to the runs it started from."""
+    run = TrainingRun.objects.create(
         kind=kind,
         status=TrainingRun.Status.RUNNING,
         parameters=parameters,
@@ -33,19 +53,22 @@ def training_run_start(
         started_at=timezone.now(),
         heartbeat_at=timezone.now(),
     )
+    training_run_parents_record(run=run)
+    return run
 
 
 @transaction.atomic
 def training_run_queue(
     *, kind: str, parameters: dict, data_file: str, data_sha256: str, output_root: str, launched_by=None
 ) -> TrainingRun:
-    """A queued run whose output folder is named after it, under output_root."""
+    """A queued run whose output folder is named after it, under output_root, linked to the runs it starts from."""
     run = TrainingRun.objects.create(
         kind=kind, parameters=parameters, data_file=data_file, data_sha256=data_sha256, output_dir="",
         launched_by=launched_by,
     )
     run.output_dir = str(Path(output_root) / f"{kind}-run-{run.pk}")
     run.save(update_fields=["output_dir"])
+    training_run_parents_record(run=run)
     return run
 
 
