@@ -82,7 +82,8 @@ class RewardInput:
     written to the model folder's ``reward_model.json`` and read back from it.
 
     ``reply-whole``: the reply keeps every token that fits beside ``min_context`` tokens of conversation (less
-    when the conversation is shorter); the conversation, newest turn first, fills what is left, so its oldest
+    when the conversation is shorter, at most half the room when ``max_length`` is small); the conversation,
+    newest turn first, fills what is left, so its oldest
     turns go first. People rank how complete an answer is: cutting two long replies to one length hides it.
     ``text-pair``: the layout of the models written before it (a tokenizer text pair cut ``longest_first``).
     """
@@ -106,7 +107,7 @@ class RewardInput:
         sequence = encoded.sequence_ids()  # None for the tokenizer's special tokens, 0 conversation, 1 reply
         context, answer = sequence.count(0), sequence.count(1)
         room = self.max_length - (len(sequence) - context - answer)
-        keep_answer = max(0, min(answer, room - min(context, self.min_context)))
+        keep_answer = max(0, min(answer, room - min(context, self.min_context, room // 2)))
         keep = {0: max(0, min(context, room - keep_answer)), 1: keep_answer}
         seen = {0: 0, 1: 0}
         ids = []

@@ -107,6 +107,13 @@ def test_a_reply_longer_than_the_room_keeps_its_start_and_leaves_min_context_to_
     assert tokens.count("dog") == 10 and tokens.count("river") == 48 - 3 - 8 - 10
 
 
+def test_a_max_length_shorter_than_min_context_still_leaves_half_the_room_to_the_reply(untrained_tiny_bert):
+    _, tokenizer = untrained_tiny_bert
+    conversation = (Turn("prompter", "stone " * 60),)
+    tokens = _words(tokenizer, encode_reply(tokenizer, conversation, "dog " * 60, reading=RewardInput(max_length=48)))
+    assert len(tokens) == 48 and tokens.count("dog") == 48 - 3 - (48 - 3) // 2
+
+
 def test_two_long_replies_of_different_lengths_stay_different_lengths(untrained_tiny_bert):
     """The flaw of the old text-pair layout: cut `longest_first`, both came out at max_length."""
     _, tokenizer = untrained_tiny_bert

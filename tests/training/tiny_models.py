@@ -47,8 +47,12 @@ def write_synthetic_export(path: Path, *, trees: int, seed: int) -> None:
             handle.write(json.dumps(tree_line) + "\n")
 
 
-def build_tiny_bert(folder: Path) -> Path:
-    """A 2-layer BERT sequence classifier (one output) with a WordPiece tokenizer that knows the test words."""
+def build_tiny_bert(folder: Path, *, seed: int = 0) -> Path:
+    """A 2-layer BERT sequence classifier (one output) with a WordPiece tokenizer that knows the test words.
+
+    Seeded: its weights would otherwise come from whatever the tests before it left in torch's generator, and
+    the reward models trained from it (and the PPO runs against them) would change with the test order."""
+    import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
@@ -83,6 +87,7 @@ def build_tiny_bert(folder: Path) -> Path:
         num_labels=1,
         pad_token_id=fast.pad_token_id,
     )
+    torch.manual_seed(seed)
     BertForSequenceClassification(config).save_pretrained(folder)
     return folder
 
