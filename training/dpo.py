@@ -26,7 +26,7 @@ from training.reward import (
     remove_empty_checkpoints,
     trainer_arguments,
 )
-from training.reward_report import export_manifest, format_accuracy, pyplot
+from training.reward_report import export_manifest, format_accuracy, manifest_and_hyperparameters_markdown, pyplot
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,6 @@ def _number(value: float | None) -> str:
 def _write_dpo_card(metrics: dict, path: Path, *, export_manifest: dict | None) -> None:
     config, data, evaluation = metrics["config"], metrics["data"], metrics["eval"]
     before, after = metrics["eval_before"], metrics["eval_after"]
-    parameters = {key: value for key, value in config.items() if key not in ("data", "output")}
     lines = [
         "# DPO policy",
         "",
@@ -240,10 +239,7 @@ def _write_dpo_card(metrics: dict, path: Path, *, export_manifest: dict | None) 
         f"- pairs used (TRL drops those whose prompt fills max_length): {data['train_pairs_used']} training, "
         f"{data['eval_pairs_used']} held out",
     ]
-    if export_manifest is not None:
-        lines += ["", "Export manifest:", "", "```json", json.dumps(export_manifest, indent=2), "```"]
-    lines += ["", "## Hyperparameters", "", "| parameter | value |", "| --- | --- |"]
-    lines += [f"| {key} | `{value}` |" for key, value in parameters.items()]
+    lines += manifest_and_hyperparameters_markdown(export_manifest, config)
     lines += [
         "",
         "## Held-out preference accuracy",

@@ -185,6 +185,17 @@ def cross_validation_markdown(cv: dict) -> list[str]:
     return lines
 
 
+def manifest_and_hyperparameters_markdown(manifest: dict | None, config: dict) -> list[str]:
+    """The model cards' shared middle: the export manifest when one lies beside the data file, then the
+    hyperparameters table (every config field but the data and output paths)."""
+    lines = []
+    if manifest is not None:
+        lines += ["", "Export manifest:", "", "```json", json.dumps(manifest, indent=2), "```"]
+    lines += ["", "## Hyperparameters", "", "| parameter | value |", "| --- | --- |"]
+    lines += [f"| {key} | `{value}` |" for key, value in config.items() if key not in ("data", "output")]
+    return lines
+
+
 def write_model_card(metrics: dict, path: Path, *, manifest: dict | None) -> None:
     config, data, evaluation = metrics["config"], metrics["data"], metrics["eval"]
     lines = [
@@ -212,10 +223,7 @@ def write_model_card(metrics: dict, path: Path, *, manifest: dict | None) -> Non
         f"- held out: {data['eval']['trees']} trees, {data['eval']['groups']} groups, {data['eval']['pairs']} pairs",
         f"- pairs per language (train): {data['train']['languages']}",
     ]
-    if manifest is not None:
-        lines += ["", "Export manifest:", "", "```json", json.dumps(manifest, indent=2), "```"]
-    lines += ["", "## Hyperparameters", "", "| parameter | value |", "| --- | --- |"]
-    lines += [f"| {key} | `{value}` |" for key, value in config.items() if key not in ("data", "output")]
+    lines += manifest_and_hyperparameters_markdown(manifest, config)
     lines += [
         "",
         "## Provenance",

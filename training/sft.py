@@ -32,7 +32,7 @@ from training.reward import (
     remove_empty_checkpoints,
     trainer_arguments,
 )
-from training.reward_report import export_manifest, pyplot
+from training.reward_report import export_manifest, manifest_and_hyperparameters_markdown, pyplot
 
 IGNORED = -100  # the label of a token the loss skips (PyTorch's cross-entropy ignore_index)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
@@ -419,10 +419,7 @@ def _write_sft_card(metrics: dict, path: Path, *, export_manifest: dict | None) 
             f"- {label} trees / examples / used (prompt shorter than max_length) / assistant tokens: "
             f"{stats['trees']} / {stats['examples']} / {stats['examples_used']} / {stats['assistant_tokens']}"
         )
-    if export_manifest is not None:
-        lines += ["", "Export manifest:", "", "```json", json.dumps(export_manifest, indent=2), "```"]
-    lines += ["", "## Hyperparameters", "", "| parameter | value |", "| --- | --- |"]
-    lines += [f"| {key} | `{value}` |" for key, value in config.items() if key not in ("data", "output")]
+    lines += manifest_and_hyperparameters_markdown(export_manifest, config)
     lines += [
         "",
         "## Held-out assistant tokens",
