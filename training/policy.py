@@ -1,4 +1,5 @@
-"""Policy models for PPO and DPO: where the prepared base policy lives, how it is loaded, how a conversation is put.
+"""Policy models for SFT, PPO, DPO and the report: where the prepared base policy lives, how it is loaded, how a
+conversation is put, and greedy replies in batches.
 
 A conversation from an export becomes the policy's input through ``chat_prompt`` only, so PPO rollouts, DPO pairs and
 the held-out samples all ask the same question in the same words.
@@ -6,7 +7,8 @@ the held-out samples all ask the same question in the same words.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -57,3 +59,59 @@ def load_policy(path: str | Path, *, dtype=None):
     model = AutoModelForCausalLM.from_pretrained(path, **({"dtype": dtype} if dtype else {}))
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A greedy reply: the prompt's token ids, the reply's (up to and with the first EOS) and its text."""
+
+    prompt_ids: list[int]
+    reply_ids: list[int]
+    text: str
+    tokens: int  # reply tokens without the EOS
+
+
+def greedy_answers(
+    model, tokenizer, conversations: Sequence[Sequence[Turn]], *, max_new_tokens: int, batch_size: int,
+    progress: Callable[[int], None] | None = None,
+) -> list[Answer]:
+    """The policy's greedy reply to each conversation, in batches of left-padded chat prompts."""
+    import torch
+    from transformers import GenerationConfig
+
+    model.eval()
+    device = next(model.parameters()).device
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    generation = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=pad)
+    answers = []
+    for start in range(0, len(conversations), batch_size):
+        batch = conversations[start : start + batch_size]
+        prompts = [tokenizer(chat_prompt(tokenizer, conversation), add_special_tokens=False)["input_ids"]
+                   for conversation in batch]
+        input_ids, attention_mask = left_padded(prompts, pad)
+        with torch.no_grad():
+            output = model.generate(
+                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), generation_config=generation
+            )
+        for prompt_ids, row in zip(prompts, output[:, input_ids.shape[1] :].tolist(), strict=True):
+            reply_ids = row[: row.index(eos) + 1] if eos in row else row
+            tokens = len(reply_ids) - (eos in row)
+            text = tokenizer.decode(reply_ids[:tokens], skip_special_tokens=True).strip()
+            answers.append(Answer(prompt_ids=prompt_ids, reply_ids=reply_ids, text=text, tokens=tokens))
+        if progress is not None:
+            progress(len(batch))
+    return answers
+
+
+def left_padded(rows: Sequence[Sequence[int]], pad: int):
+    """(input_ids, attention_mask) of token rows padded on the left to the longest."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        if row:
+            input_ids[index, width - len(row) :] = torch.tensor(row)
+            attention_mask[index, width - len(row) :] = 1
+    return input_ids, attention_mask

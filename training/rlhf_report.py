@@ -28,7 +28,7 @@ from pathlib import Path
 
 from training.data import PROMPT_KINDS, PromptItem, file_sha256, load_prompts, split_prompts_by_tree
 from training.evaluation import EVALUATION_SEED, RESAMPLES, SCORE_TIE, outcome, tree_bootstrap_interval, wilson_interval
-from training.policy import chat_prompt, load_policy
+from training.policy import Answer, chat_prompt, greedy_answers, left_padded, load_policy
 from training.ppo import PPOConfig, logprobs_from_logits, reward_model_provenance
 from training.reward import code_version, load_reward_model, quiet_libraries, score_replies
 from training.reward_report import format_interval, pyplot
@@ -85,16 +85,6 @@ class RLHFReportConfig:
         return list(self.labels) if self.labels else [Path(policy).resolve().name for policy in self.policies]
 
 
-@dataclass(frozen=True)
-class Answer:
-    """A greedy reply: the prompt's token ids, the reply's (up to and with the first EOS) and its text."""
-
-    prompt_ids: list[int]
-    reply_ids: list[int]
-    text: str
-    tokens: int  # reply tokens without the EOS
-
-
 def held_out_prompts(items: Sequence[PromptItem], tokenizer, config: RLHFReportConfig) -> tuple[list[PromptItem], int]:
     """PPO's held-out prompts (see the module docstring), the first ``prompts_limit``; and how many prompts were too
     long for ``max_prompt_length``."""
@@ -106,54 +96,6 @@ def held_out_prompts(items: Sequence[PromptItem], tokenizer, config: RLHFReportC
     ]
     _, held_out = split_prompts_by_tree(fitting, eval_fraction=config.eval_fraction, seed=config.seed)
     return held_out[: config.prompts_limit], len(items) - len(fitting)
-
-
-def greedy_answers(
-    model, tokenizer, items: Sequence[PromptItem], *, max_new_tokens: int, batch_size: int,
-    progress: Callable[[int], None] | None = None,
-) -> list[Answer]:
-    """The policy's greedy reply to each prompt, in batches of left-padded chat prompts."""
-    import torch
-    from transformers import GenerationConfig
-
-    model.eval()
-    device = next(model.parameters()).device
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    generation = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=pad)
-    answers = []
-    for start in range(0, len(items), batch_size):
-        batch = items[start : start + batch_size]
-        prompts = [
-            tokenizer(chat_prompt(tokenizer, item.conversation), add_special_tokens=False)["input_ids"]
-            for item in batch
-        ]
-        input_ids, attention_mask = left_padded(prompts, pad)
-        with torch.no_grad():
-            output = model.generate(
-                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), generation_config=generation
-            )
-        for prompt_ids, row in zip(prompts, output[:, input_ids.shape[1] :].tolist(), strict=True):
-            reply_ids = row[: row.index(eos) + 1] if eos in row else row
-            tokens = len(reply_ids) - (eos in row)
-            text = tokenizer.decode(reply_ids[:tokens], skip_special_tokens=True).strip()
-            answers.append(Answer(prompt_ids=prompt_ids, reply_ids=reply_ids, text=text, tokens=tokens))
-        if progress is not None:
-            progress(len(batch))
-    return answers
-
-
-def left_padded(rows: Sequence[Sequence[int]], pad: int):
-    """(input_ids, attention_mask) of token rows padded on the left to the longest."""
-    import torch
-
-    width = max(len(row) for row in rows)
-    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for index, row in enumerate(rows):
-        if row:
-            input_ids[index, width - len(row) :] = torch.tensor(row)
-            attention_mask[index, width - len(row) :] = 1
-    return input_ids, attention_mask
 
 
 def reply_logprob_sums(model, answers: Sequence[Answer], *, pad: int, batch_size: int) -> list[float]:
@@ -270,8 +212,8 @@ def rlhf_report(config: RLHFReportConfig, *, progress: Callable[[int, int], None
         policy, tokenizer = (base, base_tokenizer) if index == 0 else load_policy(folder)  # one policy beside the base
         policy.to(device)
         mine = greedy_answers(
-            policy, tokenizer, items, max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
-            progress=generated,
+            policy, tokenizer, [item.conversation for item in items], max_new_tokens=config.max_new_tokens,
+            batch_size=config.batch_size, progress=generated,
         )
         answers.append(mine)
         if index == 0:

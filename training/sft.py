@@ -24,7 +24,7 @@ from pathlib import Path
 from training.data import Turn, read_messages, split_prompts_by_tree
 from training.dpo import completion_text
 from training.pairs import data_files, source_sha256
-from training.policy import chat_prompt, default_policy_path, load_policy
+from training.policy import chat_prompt, default_policy_path, greedy_answers, load_policy
 from training.reward import (
     code_version,
     progress_callback,
@@ -203,27 +203,13 @@ def assistant_token_loss(model, collator, rows: Sequence[dict], *, batch_size: i
     return {"loss": loss, "perplexity": math.exp(loss), "tokens": tokens}
 
 
-def greedy_replies(model, tokenizer, examples: Sequence[SFTExample], *, max_new_tokens: int) -> list[str]:
-    """The policy's greedy reply to the prompt of each example, one at a time (no padding to get wrong)."""
-    import torch
-    from transformers import GenerationConfig
-
-    model.eval()
-    device = next(model.parameters()).device
-    generation = GenerationConfig(
-        max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+def greedy_texts(model, tokenizer, examples: Sequence[SFTExample], config: SFTTrainingConfig) -> list[str]:
+    """The policy's greedy reply to the conversation before each example's reply."""
+    conversations = [example.conversation[:-1] for example in examples]
+    answers = greedy_answers(
+        model, tokenizer, conversations, max_new_tokens=config.sample_tokens, batch_size=config.batch_size
     )
-    replies = []
-    with torch.no_grad():
-        for example in examples:
-            prompt = chat_prompt(tokenizer, example.conversation[:-1])
-            input_ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]], device=device)
-            output = model.generate(
-                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), generation_config=generation
-            )
-            replies.append(tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True).strip())
-    return replies
+    return [answer.text for answer in answers]
 
 
 def sample_examples(examples: Sequence[SFTExample], tokenizer, config: SFTTrainingConfig) -> list[SFTExample]:
@@ -289,7 +275,7 @@ def train_sft(config: SFTTrainingConfig, *, progress: Callable[[int, int], None]
     collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)
     shown = sample_examples(eval_examples, tokenizer, config)
     before = assistant_token_loss(model, collator, eval_rows, batch_size=config.batch_size)
-    replies_before = greedy_replies(model, tokenizer, shown, max_new_tokens=config.sample_tokens)
+    replies_before = greedy_texts(model, tokenizer, shown, config)
 
     args = SFTConfig(**trainer_arguments(config, output, train_items=len(train_rows), evaluate=True))
     trainer = SFTTrainer(
@@ -310,7 +296,7 @@ def train_sft(config: SFTTrainingConfig, *, progress: Callable[[int, int], None]
 
     policy = trainer.model.merge_and_unload() if config.lora_rank else trainer.model
     after = assistant_token_loss(policy, collator, eval_rows, batch_size=config.batch_size)
-    replies_after = greedy_replies(policy, tokenizer, shown, max_new_tokens=config.sample_tokens)
+    replies_after = greedy_texts(policy, tokenizer, shown, config)
     policy.save_pretrained(output, safe_serialization=True)
     tokenizer.save_pretrained(output)
     remove_empty_checkpoints(output / "checkpoints")

@@ -11,7 +11,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from training.evaluation import wilson_interval
-from training.rlhf_report import Answer, policy_summary
+from training.policy import Answer
+from training.rlhf_report import policy_summary
 
 from .tiny_models import TINY_PPO
 
