@@ -7,11 +7,11 @@ from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseForbidden
-from django.template.response import TemplateResponse
 from django.utils.html import escape
 
 from oasst import services
 from oasst.models import ModerationEvent, User
+from oasst.moderation_forms import REMOVAL, RESTORE, confirm_then_apply, reason_form
 
 
 class ReasonForm(forms.Form):
@@ -106,44 +106,45 @@ class UserAdmin(DjangoUserAdmin):
             context["recent_events"] = ModerationEvent.objects.filter(target_type="user", target_id=str(obj.pk))[:10]
         return super().render_change_form(request, context, add, change, form_url, obj)
 
-    def _with_form(self, request, queryset, form_class, title, action, apply):
-        form = form_class(request.POST if "apply" in request.POST else None)
-        if "apply" in request.POST and form.is_valid():
+    def _with_form(self, request, queryset, form, title, action, apply):
+        def apply_to_each(data: dict) -> None:
             done = 0
             for user in queryset:
                 try:
-                    apply(user, form.cleaned_data)
+                    apply(user, data)
                     done += 1
                 except ValidationError as error:
                     self.message_user(request, f"{user}: {' '.join(error.messages)}", messages.ERROR)
             if done:
                 self.message_user(request, f"{title}: {done} done.", messages.SUCCESS)
-            return None
-        return TemplateResponse(request, "admin/action_form.html", {
-            **self.admin_site.each_context(request), "title": title, "form": form, "objects": queryset,
-            "action": action, "opts": self.model._meta, "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-        })
+
+        return confirm_then_apply(self, request, queryset, form=form, title=title, action=action, apply=apply_to_each)
+
+    def _given(self, request, form_class) -> forms.Form:
+        return form_class(request.POST if "apply" in request.POST else None)
 
     @admin.action(description="Ban…", permissions=["moderate"])
     def ban(self, request, queryset):
-        return self._with_form(request, queryset, ReasonForm, "Ban", "ban", lambda user, data: services.user_ban(
-            actor=request.user, user_id=user.pk, reason=data["reason"]))
+        return self._with_form(request, queryset, reason_form(request, REMOVAL), "Ban", "ban",
+                               lambda user, data: services.user_ban(actor=request.user, user_id=user.pk,
+                                                                    reason=data["full_reason"]))
 
     @admin.action(description="Unban…", permissions=["moderate"])
     def unban(self, request, queryset):
-        return self._with_form(request, queryset, ReasonForm, "Unban", "unban", lambda user, data: services.user_unban(
-            actor=request.user, user_id=user.pk, reason=data["reason"]))
+        return self._with_form(request, queryset, reason_form(request, RESTORE), "Unban", "unban",
+                               lambda user, data: services.user_unban(actor=request.user, user_id=user.pk,
+                                                                      reason=data["full_reason"]))
 
     @admin.action(description="Purge their messages…", permissions=["moderate"])
     def purge_messages(self, request, queryset):
-        return self._with_form(request, queryset, PurgeForm, "Purge messages", "purge_messages",
+        return self._with_form(request, queryset, self._given(request, PurgeForm), "Purge messages", "purge_messages",
                                lambda user, data: services.user_purge_messages(
                                    actor=request.user, user_id=user.pk, since=data["since"], until=data["until"],
                                    reason=data["reason"]))
 
     @admin.action(description="Anonymise (delete the account)…", permissions=["moderate"])
     def anonymise(self, request, queryset):
-        return self._with_form(request, queryset, ReasonForm, "Anonymise", "anonymise",
+        return self._with_form(request, queryset, self._given(request, ReasonForm), "Anonymise", "anonymise",
                                lambda user, data: services.user_anonymise(actor=request.user, user_id=user.pk,
                                                                           reason=data["reason"]))
 

@@ -24,7 +24,7 @@ from oasst.models import ModerationEvent, User
 from oasst.text import clean_name
 from ranking.models import ContributionEvent, LeaderboardEntry, Ranking, UserScore
 from tasks.jobs import tasks_expire_job
-from tasks.models import EmojiReaction, Message, MessageRevision, Review, Task
+from tasks.models import EmojiReaction, Message, MessageReport, MessageRevision, Review, Task
 from tasks.selectors import open_tasks
 from training.models import TrainingRun
 
@@ -150,6 +150,8 @@ def user_data_export(*, user: User) -> dict:
                           "parent_id", "task_id", "ranking", "not_rankable", "agreement", "created_at"),
         "reactions": _rows(EmojiReaction.objects.filter(user=user).order_by("created_at"),
                            "message_id", "emoji", "created_at"),
+        "message_reports": _rows(MessageReport.objects.filter(user=user).order_by("created_at", "pk"),
+                                 "message_id", "reason", "created_at"),
         "tasks": _rows(Task.objects.filter(user=user).order_by("created_at"),
                        "id", "type", "lang", "item_id", "tree_id", "created_at", "expires_at", "acked_at",
                        "skipped", "skip_reason", "done", "done_at", "expired"),
@@ -212,7 +214,8 @@ def account_delete(*, user: User) -> User:
     password, staff rights, email addresses, social accounts, API token, sessions, scores and
     leaderboard rows are removed; the account can never log in again; the admin's history of changes
     to the account names it by its new username. What stays is tied to that row only: messages,
-    reviews, rankings, reactions (their counts are on others' messages), tasks, contribution events,
+    reviews, rankings, reactions (their counts are on others' messages), reports (the flagged queue
+    counts them), tasks, contribution events,
     moderation actions, edits and training runs the user made, and the ban flag. Open tasks are
     expired so the work they reserved is released. tests/oasst/test_privacy.py checks that every
     model pointing at a user is handled here.

@@ -7,12 +7,17 @@ from ranking.models import RankingResult
 
 @admin.register(RankingResult)
 class RankingResultAdmin(admin.ModelAdmin):
-    list_display = ("parent_id", "rankings", "not_rankable", "agreement", "computed_at")
+    list_display = ("parent_id", "rankings", "not_rankable", "agreement_shown", "computed_at")
     list_filter = ("computed_at",)
     ordering = ("-not_rankable", "-computed_at")
-    readonly_fields = ("parent", "consensus", "rankings", "not_rankable", "agreement", "computed_at")
+    fields = readonly_fields = ("parent", "consensus", "rankings", "not_rankable", "agreement_shown", "computed_at")
     search_fields = ("parent__text",)
     show_full_result_count = False
+
+    @admin.display(description="agreement", ordering="agreement")
+    def agreement_shown(self, result: RankingResult) -> str:
+        """Kendall's W to two places: 0.44, not 0.4444444444444444."""
+        return "—" if result.agreement is None else f"{result.agreement:.2f}"
 
     def has_add_permission(self, request) -> bool:
         return False

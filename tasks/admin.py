@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef
-from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -20,6 +20,7 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from oasst.models import User
+from oasst.moderation_forms import DISMISS, HALT, REMOVAL, RESTORE, RESUME, confirm_then_apply, reason_form
 from oasst.text import mark_hidden
 from tasks import selectors, services
 from tasks.export import ExportFilters, can_export, can_export_real_ids, export_lines, release_seed
@@ -48,6 +49,13 @@ def _run(modeladmin, request, queryset, service, permission_label: str, **kwargs
         modeladmin.message_user(request, f"{done} done.", messages.SUCCESS)
     for line in refused:
         modeladmin.message_user(request, line, messages.ERROR)
+
+
+def _with_reason(modeladmin, request, queryset, *, title: str, action: str, choices, each, listed=None):
+    """Confirm on a page that lists the selected rows (or `listed`) and asks for a reason; then
+    `each(reason)` runs the action."""
+    return confirm_then_apply(modeladmin, request, queryset, form=reason_form(request, choices), title=title,
+                              action=action, listed=listed, apply=lambda data: each(data["full_reason"]))
 
 
 class FlaggedFilter(admin.SimpleListFilter):
@@ -90,8 +98,8 @@ class MessageAdmin(admin.ModelAdmin):
     ordering = ("-created_at",)
     date_hierarchy = None
     readonly_fields = ("id", "tree", "parent", "author", "role", "lang", "depth", "created_at", "review_count",
-                       "review_result", "rank", "deleted", "synthetic", "model_name", "emojis", "labels",
-                       "red_flags", "edited")
+                       "review_result", "rank", "deleted", "synthetic", "model_name", "emoji_summary",
+                       "labels_shown", "red_flags", "edited")
     fieldsets = ((None, {"fields": ("text", "reason")}),
                  ("Message", {"fields": readonly_fields}))
     change_form_template = "admin/tasks/message/change_form.html"
@@ -109,6 +117,12 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description="emojis")
     def emoji_summary(self, message: Message) -> str:
         return " ".join(f"{code}:{n}" for code, n in message.emojis.items())
+
+    @admin.display(description="labels")
+    def labels_shown(self, message: Message) -> str:
+        """The reviews' mean per label as "spam: 0.0 (2 reviews), quality: 0.75 (2 reviews)", not raw JSON."""
+        return ", ".join(f"{name}: {round(entry['value'], 2)} ({entry['count']} reviews)"
+                         for name, entry in message.labels.items()) or "—"
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -138,36 +152,81 @@ class MessageAdmin(admin.ModelAdmin):
             context["tree_rows"] = list(_walk(children, None, 0))
             context["revisions"] = MessageRevision.objects.filter(message=obj).select_related("editor")
             context["flag"] = FlaggedMessage.objects.filter(message=obj).first()
+            if self.has_moderate_permission(request):
+                step = "undelete" if obj.deleted else "delete"
+                context["moderate_step"] = (reverse("admin:tasks_message_moderate", args=[obj.pk, step]),
+                                            MESSAGE_STEPS[step][0])
         return super().render_change_form(request, context, add, change, form_url, obj)
 
-    @admin.action(description="Delete with subtree", permissions=["moderate"])
+    def _on_messages(self, request, queryset, title: str, action: str, choices, service):
+        return _with_reason(self, request, queryset, title=title, action=action, choices=choices,
+                            each=lambda reason: _run(self, request, queryset, service, "message_id", reason=reason))
+
+    @admin.action(description="Delete with subtree…", permissions=["moderate"])
     def delete_with_subtree(self, request, queryset):
-        _run(self, request, queryset, services.message_delete, "message_id", reason="admin action")
+        return self._on_messages(request, queryset, "Delete with subtree", "delete_with_subtree", REMOVAL,
+                                 services.message_delete)
 
-    @admin.action(description="Undelete with ancestors", permissions=["moderate"])
+    @admin.action(description="Undelete with ancestors…", permissions=["moderate"])
     def undelete_with_ancestors(self, request, queryset):
-        _run(self, request, queryset, services.message_undelete, "message_id", reason="admin action")
+        return self._on_messages(request, queryset, "Undelete with ancestors", "undelete_with_ancestors", RESTORE,
+                                 services.message_undelete)
 
-    @admin.action(description="Mark as spam", permissions=["moderate"])
+    @admin.action(description="Mark as spam…", permissions=["moderate"])
     def mark_spam(self, request, queryset):
-        _run(self, request, queryset, services.message_mark_spam, "message_id", reason="admin action")
+        return self._on_messages(request, queryset, "Mark as spam", "mark_spam", REMOVAL, services.message_mark_spam)
 
-    @admin.action(description="Move to the flagged queue", permissions=["moderate"])
+    @admin.action(description="Move to the flagged queue…", permissions=["moderate"])
     def add_to_flagged_queue(self, request, queryset):
-        _run(self, request, queryset, services.message_flag, "message_id", reason="admin action")
+        return self._on_messages(request, queryset, "Move to the flagged queue", "add_to_flagged_queue", REMOVAL,
+                                 services.message_flag)
 
-    @admin.action(description="Halt their trees", permissions=["moderate_tree"])
+    @admin.action(description="Halt their trees…", permissions=["moderate_tree"])
     def halt_tree(self, request, queryset):
         trees = MessageTree.objects.filter(pk__in=queryset.values("tree_id"))
-        _run(self, request, trees, services.tree_move, "tree_id", state=TreeState.HALTED_BY_MODERATOR,
-             reason="admin action")
+        return _with_reason(self, request, queryset, title="Halt their trees", action="halt_tree", choices=HALT,
+                            each=lambda reason: _halt(self, request, trees, reason))
 
-    @admin.action(description="Resume their trees", permissions=["moderate_tree"])
+    @admin.action(description="Resume their trees…", permissions=["moderate_tree"])
     def resume_tree(self, request, queryset):
-        trees = MessageTree.objects.filter(pk__in=queryset.values("tree_id"), state=TreeState.HALTED_BY_MODERATOR)
-        for tree in trees:
-            _run(self, request, [tree], services.tree_move, "tree_id", state=tree.halted_from_state,
-                 reason="admin action")
+        trees = MessageTree.objects.filter(pk__in=queryset.values("tree_id"))
+        return _with_reason(self, request, queryset, title="Resume their trees", action="resume_tree", choices=RESUME,
+                            each=lambda reason: _resume(self, request, trees, reason))
+
+    def get_urls(self):
+        return [path("<path:object_id>/moderate/<str:step>/", self.admin_site.admin_view(self.moderate),
+                     name="tasks_message_moderate"),
+                *super().get_urls()]
+
+    def moderate(self, request, object_id: str, step: str):
+        """Delete or undelete one message from its own page, with a reason."""
+        if not self.has_moderate_permission(request):
+            raise PermissionDenied
+        if step not in MESSAGE_STEPS:
+            raise Http404
+        message = self.get_object(request, object_id)
+        if message is None:
+            raise Http404
+        title, choices, service = MESSAGE_STEPS[step]
+        back = reverse("admin:tasks_message_change", args=[message.pk])
+        form = reason_form(request, choices, applied=request.method == "POST")
+        response = confirm_then_apply(
+            self, request, [message], form=form, title=title, action="", back=back,
+            apply=lambda data: _run(self, request, [message], service, "message_id", reason=data["full_reason"]))
+        return response or HttpResponseRedirect(back)
+
+
+MESSAGE_STEPS = {"delete": ("Delete with subtree", REMOVAL, services.message_delete),
+                 "undelete": ("Undelete with ancestors", RESTORE, services.message_undelete)}
+
+
+def _halt(modeladmin, request, trees, reason: str) -> None:
+    _run(modeladmin, request, trees, services.tree_move, "tree_id", state=TreeState.HALTED_BY_MODERATOR, reason=reason)
+
+
+def _resume(modeladmin, request, trees, reason: str) -> None:
+    for tree in trees.filter(state=TreeState.HALTED_BY_MODERATOR):
+        _run(modeladmin, request, [tree], services.tree_move, "tree_id", state=tree.halted_from_state, reason=reason)
 
 
 def _walk(children: dict, parent_id, depth: int):
@@ -222,21 +281,21 @@ class MessageTreeAdmin(admin.ModelAdmin):
             context["tree_rows"] = list(_walk(children, None, 0))
         return super().render_change_form(request, context, add, change, form_url, obj)
 
-    @admin.action(description="Halt", permissions=["moderate"])
+    @admin.action(description="Halt…", permissions=["moderate"])
     def halt(self, request, queryset):
-        _run(self, request, queryset, services.tree_move, "tree_id", state=TreeState.HALTED_BY_MODERATOR,
-             reason="admin action")
+        return _with_reason(self, request, queryset, title="Halt", action="halt", choices=HALT,
+                            each=lambda reason: _halt(self, request, queryset, reason))
 
-    @admin.action(description="Resume", permissions=["moderate"])
+    @admin.action(description="Resume…", permissions=["moderate"])
     def resume(self, request, queryset):
-        for tree in queryset.filter(state=TreeState.HALTED_BY_MODERATOR):
-            _run(self, request, [tree], services.tree_move, "tree_id", state=tree.halted_from_state,
-                 reason="admin action")
+        return _with_reason(self, request, queryset, title="Resume", action="resume", choices=RESUME,
+                            each=lambda reason: _resume(self, request, queryset, reason))
 
-    @admin.action(description="Abort", permissions=["moderate"])
+    @admin.action(description="Abort…", permissions=["moderate"])
     def abort(self, request, queryset):
-        _run(self, request, queryset, services.tree_move, "tree_id", state=TreeState.ABORTED_LOW_GRADE,
-             reason="admin action")
+        return _with_reason(self, request, queryset, title="Abort", action="abort", choices=REMOVAL,
+                            each=lambda reason: _run(self, request, queryset, services.tree_move, "tree_id",
+                                                     state=TreeState.ABORTED_LOW_GRADE, reason=reason))
 
     def has_view_permission(self, request, obj=None) -> bool:
         """Researchers open the tree list to download the trees they pick."""
@@ -259,21 +318,13 @@ class MessageTreeAdmin(admin.ModelAdmin):
 
     @admin.action(description="Move to a state…", permissions=["moderate"])
     def move_to_state(self, request, queryset):
-        if "apply" in request.POST:
-            form = MoveTreeForm(request.POST)
-            if form.is_valid():
-                _run(self, request, queryset, services.tree_move, "tree_id", state=form.cleaned_data["state"],
-                     reason=form.cleaned_data["reason"])
-                return None
-        else:
-            form = MoveTreeForm()
-        return TemplateResponse(request, "admin/action_form.html", {
-            **self.admin_site.each_context(request), "form": form, "objects": queryset, "title": "Move",
-            "action": "move_to_state",
-            "help": "Only moves along the tree's arrows are made (halt, resume, abort, or the next state); "
-                    "others are refused and listed.",
-            "opts": self.model._meta, "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-        })
+        form = MoveTreeForm(request.POST if "apply" in request.POST else None)
+        return confirm_then_apply(
+            self, request, queryset, form=form, title="Move", action="move_to_state",
+            help_text="Only moves along the tree's arrows are made (halt, resume, abort, or the next state); "
+                      "others are refused and listed.",
+            apply=lambda data: _run(self, request, queryset, services.tree_move, "tree_id", state=data["state"],
+                                    reason=data["reason"]))
 
 
 @admin.register(FlaggedMessage)
@@ -331,21 +382,33 @@ class FlaggedMessageAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request), "title": "Statistics", **selectors.moderation_statistics()})
 
     def resolve(self, request, flag_id: int, decision: str):
-        if request.method != "POST":
-            return redirect("admin:tasks_flaggedmessage_changelist")
-        get_object_or_404(FlaggedMessage, pk=flag_id)
-        try:
-            services.flag_resolve(actor=request.user, flag_id=flag_id, decision=decision,
-                                  reason=request.POST.get("reason", ""))
-            self.message_user(request, f"Flag {flag_id}: {decision}.", messages.SUCCESS)
-        except ValidationError as error:
-            self.message_user(request, " ".join(error.messages), messages.ERROR)
+        """One flag's decision, on a page that shows the message and asks for the reason."""
+        if not self.has_moderate_permission(request):
+            raise PermissionDenied
+        if decision not in FLAG_DECISIONS:
+            raise Http404
+        flag = get_object_or_404(FlaggedMessage.objects.select_related("message"), pk=flag_id)
+        title, choices = FLAG_DECISIONS[decision]
+        form = reason_form(request, choices, applied=request.method == "POST")
+        response = confirm_then_apply(
+            self, request, [flag], form=form, title=title, action="", listed=[flag.message],
+            back=reverse("admin:tasks_flaggedmessage_changelist"),
+            apply=lambda data: self._resolve_one(request, flag, decision, data["full_reason"]))
+        if response is not None:
+            return response
         back = request.POST.get("next", "")
         if not url_has_allowed_host_and_scheme(
             back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
         ):
             back = reverse("admin:tasks_flaggedmessage_changelist")  # never a redirect off the site
         return HttpResponseRedirect(back)  # a URL, never a view name: redirect("0") would try to reverse it
+
+    def _resolve_one(self, request, flag: FlaggedMessage, decision: str, reason: str) -> None:
+        try:
+            services.flag_resolve(actor=request.user, flag_id=flag.pk, decision=decision, reason=reason)
+            self.message_user(request, f"Flag {flag.pk}: {decision}.", messages.SUCCESS)
+        except ValidationError as error:
+            self.message_user(request, " ".join(error.messages), messages.ERROR)
 
     @admin.display(description="message")
     def message_excerpt(self, flag: FlaggedMessage) -> str:
@@ -369,8 +432,8 @@ class FlaggedMessageAdmin(admin.ModelAdmin):
                                      ("ban", "Delete + ban author", "b")):
             url = reverse("admin:tasks_flaggedmessage_resolve", args=[flag.pk, decision])
             buttons.append(format_html(
-                '<button type="submit" formaction="{}" formmethod="post" class="flag-decision" '
-                'data-decision="{}" title="key: {}">{}</button>', url, decision, key, label))
+                '<a href="{}" class="button flag-decision" data-decision="{}" title="key: {}">{}…</a>',
+                url, decision, key, label))
         return format_html("{}" * len(buttons), *buttons)
 
     def has_add_permission(self, request) -> bool:
@@ -382,17 +445,25 @@ class FlaggedMessageAdmin(admin.ModelAdmin):
     def has_moderate_permission(self, request) -> bool:
         return request.user.has_perm("tasks.moderate_message")
 
-    def _resolve_all(self, request, queryset, decision):
-        _run(self, request, queryset, services.flag_resolve, "flag_id", decision=decision, reason="admin action")
+    def _resolve_all(self, request, queryset, decision: str, action: str):
+        title, choices = FLAG_DECISIONS[decision]
+        return _with_reason(self, request, queryset, title=title, action=action, choices=choices,
+                            listed=[flag.message for flag in queryset.select_related("message")],
+                            each=lambda reason: _run(self, request, queryset, services.flag_resolve, "flag_id",
+                                                     decision=decision, reason=reason))
 
-    @admin.action(description="Dismiss", permissions=["moderate"])
+    @admin.action(description="Dismiss…", permissions=["moderate"])
     def dismiss(self, request, queryset):
-        self._resolve_all(request, queryset, "dismiss")
+        return self._resolve_all(request, queryset, "dismiss", "dismiss")
 
-    @admin.action(description="Delete the messages", permissions=["moderate"])
+    @admin.action(description="Delete the messages…", permissions=["moderate"])
     def delete_messages(self, request, queryset):
-        self._resolve_all(request, queryset, "delete")
+        return self._resolve_all(request, queryset, "delete", "delete_messages")
 
-    @admin.action(description="Delete the messages and ban their authors", permissions=["moderate"])
+    @admin.action(description="Delete the messages and ban their authors…", permissions=["moderate"])
     def delete_and_ban(self, request, queryset):
-        self._resolve_all(request, queryset, "ban")
+        return self._resolve_all(request, queryset, "ban", "delete_and_ban")
+
+
+FLAG_DECISIONS = {"dismiss": ("Dismiss", DISMISS), "delete": ("Delete the message", REMOVAL),
+                  "ban": ("Delete the message and ban its author", REMOVAL)}

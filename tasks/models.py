@@ -231,6 +231,21 @@ class EmojiReaction(models.Model):
         return f"{self.emoji} on {self.message_id}"
 
 
+class MessageReport(models.Model):
+    """Who reported a message, once per user: the queue counts reporters, not clicks."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="user_reports")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="message_reports")
+    reason = models.CharField(max_length=512, blank=True, help_text="Empty for a red flag or a review's tick.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["message", "user"], name="report_once_per_user")]
+
+    def __str__(self) -> str:
+        return f"report on {self.message_id} by {self.user_id}"
+
+
 class FlaggedMessage(models.Model):
     """The moderators' queue: one entry per reported message, however often it was reported."""
 

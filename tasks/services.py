@@ -39,6 +39,7 @@ from tasks.models import (
     EmojiReaction,
     FlaggedMessage,
     Message,
+    MessageReport,
     MessageTree,
     Review,
     Role,
@@ -471,7 +472,7 @@ def _labels_submit(*, user: User, task: Task, labels: object, text: object, repo
         message.review_result = decided
         _apply_review_decision(tree, message, decided, config)
     if report:
-        _flag(message, reason=comment or "reported in a review")
+        _flag(message, reason=comment or "reported in a review", reporter=user, given=bool(comment))
     _task_finish(task, user, now, event=scoring.FULL_LABEL if review.mode == Review.Mode.FULL else scoring.SIMPLE_LABEL,
                  message_id=message.pk)
     return review
@@ -655,7 +656,7 @@ def emoji_set(*, user: User, message_id, emoji: object, op: object) -> dict[str,
             reactions.filter(emoji=opposite).delete()
         EmojiReaction.objects.create(message=message, user=user, emoji=emoji)
         if emoji == Emoji.RED_FLAG:
-            _flag(message, reason="red flag")
+            _flag(message, reason="red flag", reporter=user, given=False)
     counts = dict(EmojiReaction.objects.filter(message=message).values_list("emoji").annotate(n=Count("id")))
     message.emojis = {code: counts[code] for code in Emoji.values if counts.get(code)}
     message.red_flags = counts.get(Emoji.RED_FLAG, 0)
@@ -666,6 +667,8 @@ def emoji_set(*, user: User, message_id, emoji: object, op: object) -> dict[str,
 
 @transaction.atomic
 def message_report(*, user: User, message_id, reason: object) -> FlaggedMessage:
+    """Report a message to the moderators, once per user and message; a red flag or a review's tick
+    before it only gets the reason added."""
     check_can_work(user)
     if not isinstance(reason, str) or not reason.strip():
         raise ServiceError("Say why you report this message.", code="empty_reason")
@@ -673,11 +676,25 @@ def message_report(*, user: User, message_id, reason: object) -> FlaggedMessage:
     if len(reason.strip()) > MAX_REASON:
         raise ServiceError(f"The reason is longer than {MAX_REASON} characters.", code="reason_too_long")
     _, message = _visible_message_for_update(message_id)
-    return _flag(message, reason=reason.strip())
+    if MessageReport.objects.filter(message=message, user=user).exclude(reason="").exists():
+        raise Conflict("You have already reported this message.", code="already_reported")
+    return _flag(message, reason=reason.strip(), reporter=user)
 
 
-def _flag(message: Message, *, reason: str) -> FlaggedMessage:
+def _flag(message: Message, *, reason: str, reporter: User | None = None, given: bool = True) -> FlaggedMessage:
+    """Put a message in the flagged queue. A reporter counts once per message: a later report of
+    theirs only adds the reason they had not given yet (`given`: the reason is their own words)."""
     flag, _ = FlaggedMessage.objects.get_or_create(message=message)
+    if reporter is not None:
+        report, first = MessageReport.objects.get_or_create(message=message, user=reporter,
+                                                            defaults={"reason": reason if given else ""})
+        if not first:
+            if given and not report.reason:
+                report.reason = reason
+                report.save(update_fields=["reason"])
+                flag.reasons = (flag.reasons + [reason])[-20:]
+                flag.save(update_fields=["reasons", "updated_at"])
+            return flag
     flag.reports += 1
     flag.reasons = (flag.reasons + [reason])[-20:]
     flag.processed = False

@@ -201,7 +201,7 @@ def test_log_format_plain_is_text_and_a_bad_format_stops_startup():
 URLCONFS = ["oasst.urls", "tests.oasst.urls_with_django_auth"]
 # Every named group of every URL pattern is either a secret (redacted in the access log) or one of these.
 PUBLIC_URL_KWARGS = {"object_id", "app_label", "url", "frame", "task_id", "message_id", "action", "tree_id",
-                     "flag_id", "content_type_id", "id", "decision", "name", "run_id"}
+                     "flag_id", "content_type_id", "id", "decision", "name", "run_id", "step"}
 # Values a secret group accepts, chosen to hide among the path's other characters: single characters
 # present in the static parts and in each other, and the follow-up "set-password" key.
 SECRET_SAMPLES = [{"key": "e", "uidb36": "e", "uidb64": "e", "token": "e"},

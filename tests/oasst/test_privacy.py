@@ -43,6 +43,7 @@ ON_ACCOUNT_DELETE = {
     "tasks.Task.user": "kept",
     "tasks.Review.user": "kept",
     "tasks.EmojiReaction.user": "kept",
+    "tasks.MessageReport.user": "kept",
     "ranking.Ranking.user": "kept",
     "ranking.ContributionEvent.user": "kept",
     "ranking.UserScore.user": "removed",
@@ -64,6 +65,7 @@ IN_DATA_DOWNLOAD = {
     "tasks.Task.user": "tasks",
     "tasks.Review.user": "reviews",
     "tasks.EmojiReaction.user": "reactions",
+    "tasks.MessageReport.user": "message_reports",
     "ranking.Ranking.user": "rankings",
     "ranking.ContributionEvent.user": "contribution_events",
     "ranking.UserScore.user": "scores",
@@ -124,6 +126,7 @@ def ada(small_trees, django_capture_on_commit_callbacks):
         review(ada, "label_initial_prompt", values={"spam": 0, "lang_mismatch": 0})
     bob_reply = reply(bob, "The moon pulls the water.")
     task_services.emoji_set(user=ada, message_id=bob_reply.pk, emoji="+1", op="add")
+    task_services.message_report(user=ada, message_id=bob_reply.pk, reason="off-topic")
     Ranking.objects.create(parent=bob_prompt, user=ada, ranking=[str(bob_reply.pk)], agreement=1.0)
     ada.groups.add(Group.objects.get_or_create(name="moderators")[0])
     ada.user_permissions.add(Permission.objects.get(codename="export_trees"))

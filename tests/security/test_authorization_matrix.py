@@ -190,7 +190,11 @@ MATRIX: list[Row] = [
     Row("tasks/<uuid:task_id>/", [get(lambda w: f"/tasks/{w.others_task.pk}/", work_page(404),
                                       note="another user's pending task")]),
     Row("tasks/<uuid:task_id>/submit/", [post(lambda w: f"/tasks/{w.others_task.pk}/submit/", work_page(404),
-                                              data={"label-spam": "0"}, note="another user's task")]),
+                                              data={"label-spam": "0"}, note="another user's task"),
+                                         get(lambda w: f"/tasks/{w.others_task.pk}/submit/", work_page(404),
+                                             note="another user's task")]),
+    Row("tasks/<uuid:task_id>/done/", [get(lambda w: f"/tasks/{w.others_task.pk}/done/", work_page(404),
+                                           note="another user's task")]),
     Row("tasks/<uuid:task_id>/skip/", [post(lambda w: f"/tasks/{w.others_task.pk}/skip/", work_page(404),
                                             note="another user's task")]),
     Row("preview/", [post("/preview/", page(200), data={"text": "*hi*"})]),
@@ -326,16 +330,32 @@ MATRIX: list[Row] = [
     Row("admin/oasst/user/<id>/password/", [get(lambda w: f"/admin/oasst/user/{w.users['superuser'].pk}/password/",
                                                 admin(403), note="moderators cannot grant rights: nor set passwords")]),
     Row("admin/tasks/flaggedmessage/<int:flag_id>/resolve/<str:decision>/", [
-        post(flag_resolve(decision), admin(redirect("/admin/tasks/flaggedmessage/"),
-                                           redirect("/admin/tasks/flaggedmessage/"),
-                                           staff=redirect("/admin/tasks/flaggedmessage/")),
-             data={"reason": "probe"}, note="the service refuses staff without the permission (flash message)")
-        for decision in ("dismiss", "delete", "ban")]),
+        *(get(flag_resolve(decision), admin(200), note="the decision's page: the message and a reason to give")
+          for decision in ("dismiss", "delete", "ban")),
+        *(post(flag_resolve(decision), admin(redirect("/admin/tasks/flaggedmessage/"),
+                                             redirect("/admin/tasks/flaggedmessage/")),
+               data={"reason": "probe"}) for decision in ("dismiss", "delete", "ban")),
+        post(flag_resolve("delete"), admin(400, 400), data={"reason": ""}, note="no reason: refused, nothing done"),
+    ]),
+    Row("admin/tasks/message/<path:object_id>/moderate/<str:step>/", [
+        get(lambda w: f"/admin/tasks/message/{w.answer.pk}/moderate/delete/", admin(200)),
+        post(lambda w: f"/admin/tasks/message/{w.answer.pk}/moderate/delete/",
+             admin(redirect("/admin/tasks/message/"), redirect("/admin/tasks/message/")), data={"reason": "probe"}),
+        post(lambda w: f"/admin/tasks/message/{w.spam.pk}/moderate/undelete/",
+             admin(redirect("/admin/tasks/message/"), redirect("/admin/tasks/message/")),
+             data={"choice": "deleted by mistake"}),
+        post(lambda w: f"/admin/tasks/message/{w.answer.pk}/moderate/delete/", admin(400, 400),
+             data={"choice": "other"}, note="\"other\" without its text: refused, nothing done"),
+        get(lambda w: f"/admin/tasks/message/{w.answer.pk}/moderate/purge/", admin(404, 404)),
+    ]),
     Row("admin/tasks/flaggedmessage/trollboard/", [get("/admin/tasks/flaggedmessage/trollboard/", admin(200))]),
     Row("admin/tasks/flaggedmessage/statistics/", [get("/admin/tasks/flaggedmessage/statistics/", admin(200))]),
     Row("admin/training/trainingrun/<int:run_id>/plot/<str:name>", [
         get(lambda w: f"/admin/training/trainingrun/{w.run.pk}/plot/reward_accuracy.png", admin(404, 404, staff=404),
             note="a run whose plot was never written")]),
+    # A POST makes an export file (tests/training/test_runs.py proves who may); a GET changes nothing.
+    Row("admin/training/trainingrun/export/", [
+        get("/admin/training/trainingrun/export/", admin(405, 405, staff=405), note="POST only: it writes a file")]),
 ]
 
 MATRIX += [
@@ -396,6 +416,11 @@ REASON = {"apply": "1", "reason": "probe"}
 CONFIRM_DELETE = {"post": "yes"}
 
 
+def moderation(target) -> ActionProbe:
+    """A moderation action, confirmed with a reason: moderators and superusers only."""
+    return ActionProbe(target, action_answers(moderator=DONE), data=REASON)
+
+
 def delete_selected(target, *, moderator=403) -> ActionProbe:
     """Django's delete action (confirmed): superusers only, as the delete permission."""
     return ActionProbe(target, action_answers(moderator=moderator), data=CONFIRM_DELETE)
@@ -413,27 +438,27 @@ def disabled(w) -> None:
 # Keyed by the admin's URL prefix and the action's name. Users selected are contributors: acting on
 # staff, moderators, researchers and superusers needs a superuser (tests/security/test_moderator_limits).
 ACTIONS: dict[tuple[str, str], ActionProbe] = {
-    ("oasst/user", "ban"): ActionProbe(lambda w: w.author.pk, action_answers(moderator=DONE), data=REASON),
+    ("oasst/user", "ban"): moderation(lambda w: w.author.pk),
     ("oasst/user", "unban"): ActionProbe(lambda w: w.users["banned"].pk, action_answers(moderator=DONE),
                                          data=REASON),
     ("oasst/user", "purge_messages"): ActionProbe(lambda w: w.other.pk, action_answers(moderator=DONE),
                                                   data=REASON),
-    ("oasst/user", "anonymise"): ActionProbe(lambda w: w.author.pk, action_answers(moderator=DONE), data=REASON),
+    ("oasst/user", "anonymise"): moderation(lambda w: w.author.pk),
     ("oasst/user", "delete_selected"): delete_selected(lambda w: w.author.pk, moderator=REFUSED),
-    ("tasks/message", "delete_with_subtree"): ActionProbe(lambda w: w.answer.pk, action_answers(moderator=DONE)),
-    ("tasks/message", "undelete_with_ancestors"): ActionProbe(lambda w: w.spam.pk, action_answers(moderator=DONE)),
-    ("tasks/message", "mark_spam"): ActionProbe(lambda w: w.answer.pk, action_answers(moderator=DONE)),
-    ("tasks/message", "add_to_flagged_queue"): ActionProbe(lambda w: w.prompt.pk, action_answers(moderator=DONE)),
-    ("tasks/message", "halt_tree"): ActionProbe(lambda w: w.answer.pk, action_answers(moderator=DONE)),
+    ("tasks/message", "delete_with_subtree"): moderation(lambda w: w.answer.pk),
+    ("tasks/message", "undelete_with_ancestors"): moderation(lambda w: w.spam.pk),
+    ("tasks/message", "mark_spam"): moderation(lambda w: w.answer.pk),
+    ("tasks/message", "add_to_flagged_queue"): moderation(lambda w: w.prompt.pk),
+    ("tasks/message", "halt_tree"): moderation(lambda w: w.answer.pk),
     ("tasks/message", "resume_tree"): ActionProbe(lambda w: w.answer.pk, action_answers(moderator=DONE),
-                                                  setup=halted),
+                                                  data=REASON, setup=halted),
     ("tasks/messagetree", "halt"): ActionProbe(lambda w: w.tree.pk, action_answers(moderator=DONE,
-                                                                                   researcher=REFUSED)),
+                                                                                   researcher=REFUSED), data=REASON),
     ("tasks/messagetree", "resume"): ActionProbe(lambda w: w.tree.pk, action_answers(moderator=DONE,
                                                                                      researcher=REFUSED),
-                                                 setup=halted),
+                                                 data=REASON, setup=halted),
     ("tasks/messagetree", "abort"): ActionProbe(lambda w: w.tree.pk, action_answers(moderator=DONE,
-                                                                                    researcher=REFUSED)),
+                                                                                    researcher=REFUSED), data=REASON),
     ("tasks/messagetree", "move_to_state"): ActionProbe(
         lambda w: w.tree.pk, action_answers(moderator=DONE, researcher=REFUSED),
         data={**REASON, "state": "halted_by_moderator"}),
@@ -445,9 +470,9 @@ ACTIONS: dict[tuple[str, str], ActionProbe] = {
     ("tasks/messagetree", "download_export_real_ids"): ActionProbe(
         lambda w: w.tree.pk, action_answers(DOWNLOAD, moderator=REFUSED, researcher=REFUSED),
         changes_database=False),
-    ("tasks/flaggedmessage", "dismiss"): ActionProbe(lambda w: w.flag.pk, action_answers(moderator=DONE)),
-    ("tasks/flaggedmessage", "delete_messages"): ActionProbe(lambda w: w.flag.pk, action_answers(moderator=DONE)),
-    ("tasks/flaggedmessage", "delete_and_ban"): ActionProbe(lambda w: w.flag.pk, action_answers(moderator=DONE)),
+    ("tasks/flaggedmessage", "dismiss"): moderation(lambda w: w.flag.pk),
+    ("tasks/flaggedmessage", "delete_messages"): moderation(lambda w: w.flag.pk),
+    ("tasks/flaggedmessage", "delete_and_ban"): moderation(lambda w: w.flag.pk),
     # Moderators see ranking results but have no action on them: the list answers, nothing changes.
     ("ranking/rankingresult", "delete_selected"): delete_selected(lambda w: w.ranking_result.pk, moderator=REFUSED),
     ("training/trainingrun", "delete_selected"): delete_selected(lambda w: w.run.pk),

@@ -121,10 +121,10 @@ def test_a_deleted_message_answers_like_an_unknown_id_on_every_route_and_nothing
 
 def test_the_probes_reach_their_views_on_a_visible_message(client, community):
     _, visible, _ = community
-    contributor = UserFactory()
-    client.force_login(contributor)
-    api = token_client(contributor)
     for route in message_routes():
+        contributor = UserFactory()  # one each: the page and the API report routes take one report per user
+        client.force_login(contributor)
+        api = token_client(contributor)
         on_api = route.startswith("api/")
         response = send(client, api if on_api else None, route, visible.pk, PROBES[route][0])
         expected = VISIBLE[route]

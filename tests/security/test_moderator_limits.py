@@ -169,8 +169,8 @@ def test_the_flagged_queue_cannot_ban_a_protected_author(client, people, role):
     client.force_login(people["actor"])
     response = client.post(f"/admin/tasks/flaggedmessage/{flag.pk}/resolve/ban/", {"reason": "probe"}, follow=True)
     assert reason in flashed(response)
-    response = client.post("/admin/tasks/flaggedmessage/", {"action": "delete_and_ban",
-                                                            "_selected_action": [flag.pk]}, follow=True)
+    response = client.post("/admin/tasks/flaggedmessage/", {"action": "delete_and_ban", "_selected_action": [flag.pk],
+                                                            "apply": "1", "reason": "probe"}, follow=True)
     assert reason in flashed(response)
     api = token_client(people["actor"]).post(f"/api/v1/moderation/flags/{flag.pk}/resolve/",
                                              {"decision": "ban", "reason": "probe"}, format="json")

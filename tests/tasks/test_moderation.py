@@ -11,25 +11,6 @@ from tests.tasks.builders import reply_to, review_of, write_prompt
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def moderator(moderators_group):
-    user = UserFactory(username="mod", is_staff=True)
-    user.groups.add(moderators_group)
-    return user
-
-
-@pytest.fixture
-def conversation(small_trees, tree_settings, django_capture_on_commit_callbacks):
-    tree_settings(goal_tree_size=10)
-    with django_capture_on_commit_callbacks(execute=True):
-        prompt = write_prompt(UserFactory(), text="Tell me a story.")
-        review_of(UserFactory(), prompt)
-    answer = reply_to(UserFactory(username="troll"), prompt, "Buy cheap watches!")
-    review_of(UserFactory(), answer)
-    follow_up = reply_to(UserFactory(), answer, "What?")
-    return prompt, answer, follow_up
-
-
 def act(client, model, action, ids, **extra):
     return client.post(f"/admin/tasks/{model}/", {"action": action, "_selected_action": [str(i) for i in ids],
                                                    **extra}, follow=True)
@@ -56,11 +37,11 @@ def test_staff_without_the_group_cannot_run_moderation_services(conversation):
 def test_delete_with_subtree_then_undelete_with_ancestors(client, moderator, conversation):
     prompt, answer, follow_up = conversation
     client.force_login(moderator)
-    act(client, "message", "delete_with_subtree", [answer.pk])
+    act(client, "message", "delete_with_subtree", [answer.pk], apply="1", choice="spam")
     assert set(Message.objects.filter(deleted=True).values_list("pk", flat=True)) == {answer.pk, follow_up.pk}
     tree = MessageTree.objects.get(pk=prompt.tree_id)
     assert tree.message_count == 1
-    act(client, "message", "undelete_with_ancestors", [follow_up.pk])
+    act(client, "message", "undelete_with_ancestors", [follow_up.pk], apply="1", choice="deleted by mistake")
     assert not Message.objects.filter(deleted=True).exists()
     tree.refresh_from_db()
     assert tree.message_count == 3
@@ -71,10 +52,10 @@ def test_delete_with_subtree_then_undelete_with_ancestors(client, moderator, con
 def test_mark_spam_rejects_a_reply_and_aborts_a_prompts_tree(client, moderator, conversation):
     prompt, answer, _ = conversation
     client.force_login(moderator)
-    act(client, "message", "mark_spam", [answer.pk])
+    act(client, "message", "mark_spam", [answer.pk], apply="1", choice="spam")
     answer.refresh_from_db()
     assert answer.review_result is False
-    act(client, "message", "mark_spam", [prompt.pk])
+    act(client, "message", "mark_spam", [prompt.pk], apply="1", choice="spam")
     assert MessageTree.objects.get(pk=prompt.tree_id).state == TreeState.ABORTED_LOW_GRADE
     assert ModerationEvent.objects.filter(action="message_mark_spam").count() == 2
 
@@ -96,10 +77,10 @@ def test_editing_the_text_keeps_a_revision(client, moderator, conversation):
 def test_halt_resume_abort_and_move_trees(client, moderator, conversation):
     prompt, _, _ = conversation
     client.force_login(moderator)
-    act(client, "messagetree", "halt", [prompt.tree_id])
+    act(client, "messagetree", "halt", [prompt.tree_id], apply="1", choice="under review")
     tree = MessageTree.objects.get(pk=prompt.tree_id)
     assert tree.state == TreeState.HALTED_BY_MODERATOR
-    act(client, "messagetree", "resume", [prompt.tree_id])
+    act(client, "messagetree", "resume", [prompt.tree_id], apply="1", choice="review done")
     tree.refresh_from_db()
     assert tree.state == TreeState.GROWING
     form = act(client, "messagetree", "move_to_state", [prompt.tree_id])
@@ -111,7 +92,7 @@ def test_halt_resume_abort_and_move_trees(client, moderator, conversation):
     act(client, "messagetree", "move_to_state", [prompt.tree_id], state="ranking", reason="enough", apply="Move")
     tree.refresh_from_db()
     assert tree.state in (TreeState.RANKING, TreeState.READY_FOR_EXPORT, TreeState.READY_FOR_SCORING)
-    act(client, "messagetree", "abort", [prompt.tree_id])
+    act(client, "messagetree", "abort", [prompt.tree_id], apply="1", reason="test tree")
     tree.refresh_from_db()
     assert tree.state in (TreeState.ABORTED_LOW_GRADE, TreeState.READY_FOR_EXPORT)
     assert ModerationEvent.objects.filter(action="tree_move").count() >= 4
@@ -126,10 +107,10 @@ def test_flagged_queue_decisions(client, moderator, conversation):
     assert "spam link" in page and "boring" in page and 'data-decision="ban"' in page
     flags = {f.message_id: f.pk for f in FlaggedMessage.objects.all()}
     back = client.post(f"/admin/tasks/flaggedmessage/{flags[prompt.pk]}/resolve/dismiss/",
-                       {"next": "/admin/tasks/flaggedmessage/?processed__exact=0"})
+                       {"choice": "no rule broken", "next": "/admin/tasks/flaggedmessage/?processed__exact=0"})
     assert back["Location"] == "/admin/tasks/flaggedmessage/?processed__exact=0"
     off_site = client.post(f"/admin/tasks/flaggedmessage/{flags[answer.pk]}/resolve/delete/",
-                           {"next": "https://evil.example/phish"})
+                           {"choice": "spam", "next": "https://evil.example/phish"})
     assert off_site["Location"] == "/admin/tasks/flaggedmessage/"  # never a redirect off the site
     assert FlaggedMessage.objects.filter(processed=True).count() == 2
     answer.refresh_from_db()

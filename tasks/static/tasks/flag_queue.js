@@ -1,4 +1,5 @@
-// The flagged queue: j / k move between rows, d dismisses, x deletes, b deletes and bans.
+// The flagged queue: j / k move between rows; d (dismiss), x (delete), b (delete and ban) open the
+// decision's page, which asks for the reason.
 (function () {
   "use strict";
   document.addEventListener("DOMContentLoaded", function () {
