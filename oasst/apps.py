@@ -8,5 +8,7 @@ class OasstConfig(AppConfig):
 
     def ready(self) -> None:
         from oasst.schedule import beat_schedule_mirror_after_migrate
+        from oasst.site import site_from_settings_after_migrate
 
         post_migrate.connect(beat_schedule_mirror_after_migrate, sender=self)
+        post_migrate.connect(site_from_settings_after_migrate, sender=self)

@@ -5,6 +5,8 @@ import os
 
 from celery import Celery
 
+from oasst import embedded
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oasst.settings")
 
 app = Celery("oasst")
@@ -14,14 +16,17 @@ app.autodiscover_tasks(related_name="jobs")
 logger = logging.getLogger(__name__)
 
 
-def enqueue_on_commit(job, *args, on_broker_down=None) -> None:
+def enqueue_on_commit(job, *args, on_broker_down=None, long_running: bool = False) -> None:
     """Send job(*args) once the transaction commits. The writes are committed by then, so a broker
     outage must not fail the request: it is logged, on_broker_down() marks what was not sent, and a
     sweep sends it again once the broker answers (trees: ranking.scoring_retry; training runs:
-    oasst.resend_unsent_training_runs)."""
+    oasst.resend_unsent_training_runs). A long-running job, under the embedded default (Celery eager),
+    goes to the embedded worker's thread when runserver started one, instead of running in the request."""
     from django.db import transaction
 
     def send() -> None:
+        if long_running and embedded.run_in_background(job, *args):
+            return
         try:
             job.delay(*args)
         except Exception:  # the broker, or the result store (Celery subscribes to the result first)

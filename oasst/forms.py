@@ -60,6 +60,9 @@ class LoginForm(AllauthLoginForm):
         login.max_length = LOGIN_MAX_LENGTH
         login.validators.append(MaxLengthValidator(LOGIN_MAX_LENGTH))
         login.widget.attrs["maxlength"] = str(LOGIN_MAX_LENGTH)
+        login.label = _("Username or email")  # allauth's "Login" is the action's name, not the field's
+        if "remember" in self.fields:
+            self.fields["remember"].label = _("Remember me")
 
 
 class SignupForm(AllauthSignupForm):
@@ -71,4 +74,4 @@ class SignupForm(AllauthSignupForm):
         honeypot = self.fields.get(settings.ACCOUNT_SIGNUP_FORM_HONEYPOT_FIELD or "")
         if honeypot is not None:
             honeypot.widget.attrs.pop("style", None)
-            honeypot.widget.attrs["class"] = "honeypot"
+            honeypot.widget.attrs.update({"class": "honeypot", "aria-hidden": "true"})

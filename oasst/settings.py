@@ -5,6 +5,7 @@ Production: DEBUG=false, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL (PostgreSQL), R
 """
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
@@ -27,6 +28,9 @@ for origin in CSRF_TRUSTED_ORIGINS:
     if not origin.startswith(("http://", "https://")):
         raise ImproperlyConfigured(f"CSRF_TRUSTED_ORIGINS: {origin!r} must start with http:// or https://.")
 SITE_URL = env.str("SITE_URL", "http://127.0.0.1:8000")
+# The name and domain allauth's emails carry (the Site, set after each migrate by oasst.site).
+SITE_NAME = env.str("OASST_SITE_NAME", "OASST")
+SITE_DOMAIN = env.str("OASST_SITE_DOMAIN", urlsplit(SITE_URL).netloc or "localhost:8000")
 
 INSTALLED_APPS = [
     # Project apps first: their templates override the admin's and allauth's.
@@ -162,6 +166,11 @@ CELERY_BEAT_SCHEDULE = {
     "training-resend-unsent-runs": {"task": "oasst.resend_unsent_training_runs", "schedule": 300.0},
     **{f"leaderboard-{frame}": {"task": "ranking.leaderboard_rebuild", "schedule": minutes * 60.0, "args": [frame]}
        for frame, minutes in LEADERBOARD_REFRESH_MINUTES.items()},
+}
+# Run only by the embedded worker (oasst/embedded.py, started by runserver when Celery is eager), never by
+# beat: without a broker, new points reach the leaderboards within this many seconds.
+EMBEDDED_SCHEDULE = {
+    "leaderboards-after-new-events": {"task": "ranking.leaderboards_rebuild_after_new_events", "schedule": 15.0},
 }
 
 # The tree manager's settings (SPEC defaults); each is overridable as OASST_<NAME in capitals>.

@@ -18,3 +18,8 @@ def scoring_retry_job() -> int:
 @shared_task(name="ranking.leaderboard_rebuild")
 def leaderboard_rebuild_job(frame: str) -> int:
     return services.leaderboard_rebuild(frame=frame)
+
+
+@shared_task(name="ranking.leaderboards_rebuild_after_new_events")
+def leaderboards_rebuild_after_new_events_job() -> bool:
+    return services.leaderboards_rebuild_after_new_events()

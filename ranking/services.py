@@ -6,13 +6,14 @@ import logging
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from ranking import consensus, scoring
 from ranking.events import events_record
-from ranking.models import ContributionEvent, LeaderboardEntry, Ranking, RankingResult, UserScore
+from ranking.models import ContributionEvent, Frame, LeaderboardEntry, Ranking, RankingResult, UserScore
 from tasks.models import Message, MessageTree, TreeState
 from tasks.services import tree_locked, tree_transition
 from tasks.tree_manager import tree_config
@@ -159,6 +160,21 @@ def leaderboard_rebuild(*, frame: str, now=None) -> int:
                 [LeaderboardEntry(frame=f, rank=r, user_id=u, score=s, level=lv, built_at=b) for f, r, u, s, lv, b
                  in rows], batch_size=2000)
     return len(rows)
+
+
+LEADERBOARDS_BUILT_FOR_EVENT = "ranking:leaderboards-built-for-event"
+
+
+def leaderboards_rebuild_after_new_events() -> bool:
+    """Rebuild every frame's leaderboard when contributions were recorded since the last such rebuild
+    (the embedded default's stand-in for beat's rebuilds). Returns whether it rebuilt."""
+    last_event = ContributionEvent.objects.aggregate(last=Max("pk"))["last"]
+    if last_event is None or cache.get(LEADERBOARDS_BUILT_FOR_EVENT) == last_event:
+        return False
+    for frame in Frame.values:
+        leaderboard_rebuild(frame=frame)
+    cache.set(LEADERBOARDS_BUILT_FOR_EVENT, last_event, timeout=None)
+    return True
 
 
 def troll_counts(*, frame: str, now=None, limit: int = 100, user_id: int | None = None) -> list[dict]:

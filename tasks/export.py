@@ -280,6 +280,7 @@ def export_records(*, filters: ExportFilters, fmt: str = "trees", anonymize_seed
 
 def open_output(path: str | Path):
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # `export_trees out/trees.jsonl.gz` on a fresh checkout
     if path.suffix == ".gz":
         return gzip.open(path, "wt", compresslevel=GZIP_LEVEL, encoding="utf-8")
     return open(path, "w", encoding="utf-8")

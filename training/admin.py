@@ -14,7 +14,10 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext
+from django.views.decorators.http import require_POST
 
+from tasks.export import nightly_export
 from training.data import file_sha256
 from training.dpo import DPOTrainingConfig
 from training.models import TrainingRun
@@ -29,21 +32,38 @@ PLOTS = ("training_curve.png", "accuracy.png", "ppo_curves.png")
 MODELS_FOLDER = "reward_models"  # under EXPORT_DIR; the nightly export only prunes its own files
 
 
+EXPORT_SUFFIXES = (".jsonl", ".jsonl.gz")  # not their *.manifest.json, which no run can read
+
+
 def export_files() -> list[Path]:
     folder = Path(settings.EXPORT_DIR)
-    return sorted(path for path in folder.glob("*.jsonl*") if path.is_file()) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir() if path.name.endswith(EXPORT_SUFFIXES) and path.is_file())
 
 
-class RewardModelLaunchForm(forms.Form):
+def no_export_message() -> str:
+    return gettext("No export file yet in %(folder)s: press “Make an export now”, or run "
+                   "“python manage.py export_trees %(folder)s/oasst-trees.jsonl.gz”.") % {"folder": settings.EXPORT_DIR}
+
+
+class ExportFileForm(forms.Form):
+    """A launch form whose data_file offers the export files; with none, its error says how to make one."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["data_file"]
+        field.choices = [(path.name, path.name) for path in export_files()]
+        if not field.choices:
+            field.error_messages["required"] = no_export_message()
+
+
+class RewardModelLaunchForm(ExportFileForm):
     data_file = forms.ChoiceField(label="export file")
     base_model = forms.CharField(required=False, help_text="local model folder; blank: the MiniLM backbone")
     epochs = forms.FloatField(initial=RewardTrainingConfig.epochs)
     lr = forms.FloatField(initial=RewardTrainingConfig.lr, label="learning rate")
     batch_size = forms.IntegerField(initial=RewardTrainingConfig.batch_size, min_value=1)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["data_file"].choices = [(path.name, path.name) for path in export_files()]
 
     def clean_epochs(self) -> float:
         if self.cleaned_data["epochs"] <= 0:
@@ -85,12 +105,8 @@ def reward_model_folders() -> list[tuple[str, str]]:
     ]
 
 
-class CheckedLaunchForm(forms.Form):
+class CheckedLaunchForm(ExportFileForm):
     """A launch form over the export files whose config's own ``check()`` is its validation."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["data_file"].choices = [(path.name, path.name) for path in export_files()]
 
     def clean(self):
         data = super().clean()
@@ -142,17 +158,13 @@ class PPOLaunchForm(CheckedLaunchForm):
         )
 
 
-class DPOLaunchForm(forms.Form):
+class DPOLaunchForm(ExportFileForm):
     data_file = forms.ChoiceField(label="export file")
     policy = forms.CharField(required=False, help_text="local causal LM folder; blank: the prepared SmolLM2")
     epochs = forms.FloatField(initial=DPOTrainingConfig.epochs)
     lr = forms.FloatField(initial=DPOTrainingConfig.lr, label="learning rate")
     beta = forms.FloatField(initial=DPOTrainingConfig.beta, help_text="strength of the pull to the reference")
     batch_size = forms.IntegerField(initial=DPOTrainingConfig.batch_size, min_value=1)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["data_file"].choices = [(path.name, path.name) for path in export_files()]
 
     clean_policy = PPOLaunchForm.clean_policy
 
@@ -269,9 +281,25 @@ class TrainingRunAdmin(admin.ModelAdmin):
             "kind": kind,
             "kinds": [(value, TrainingRun.Kind(value).label) for value in LAUNCH_FORMS],
             "export_dir": settings.EXPORT_DIR,
+            "no_export": "" if export_files() else no_export_message(),
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/training/trainingrun/launch.html", context)
+
+    def export_view(self, request):
+        """Make an export file now (the nightly export's), then back to the launch form it was asked from."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        kind = request.POST.get("kind", TrainingRun.Kind.REWARD_MODEL)
+        result = nightly_export(folder=settings.EXPORT_DIR, keep=settings.EXPORT_KEEP)
+        if result.trees:
+            messages.success(request, gettext("Exported %(trees)d trees to %(file)s.") % {
+                "trees": result.trees, "file": Path(result.path).name})
+        else:
+            messages.warning(request, gettext("%(file)s holds no tree: no conversation tree is ready for export "
+                                              "yet, and a run needs some.") % {"file": Path(result.path).name})
+        launch = reverse("admin:training_trainingrun_add")
+        return redirect(f"{launch}?kind={kind}" if kind in LAUNCH_FORMS else launch)
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
@@ -369,6 +397,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.plot_view),
                 name="training_trainingrun_plot",
             ),
+            path("export/", self.admin_site.admin_view(require_POST(self.export_view)),
+                 name="training_trainingrun_export"),
             *super().get_urls(),
         ]
 

@@ -143,7 +143,7 @@ def training_run_launch(
         output_root=output_root,
         launched_by=launched_by,
     )
-    enqueue_on_commit(job, run.pk, on_broker_down=lambda: TrainingRun.objects.filter(
+    enqueue_on_commit(job, run.pk, long_running=True, on_broker_down=lambda: TrainingRun.objects.filter(
         pk=run.pk, status=TrainingRun.Status.QUEUED).update(error=JOB_NOT_SENT))
     return run
 

@@ -27,9 +27,9 @@ def conversation(tree_settings):
 
 def log_in(page, live_server, user):
     page.goto(live_server.url + "/accounts/login/")
-    page.get_by_label("Login").fill(user.email)
+    page.get_by_label("Username or email").fill(user.email)
     page.get_by_label("Password:", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign In").click()
+    page.get_by_role("button", name="Log in").click()
     page.wait_for_url(live_server.url + "/dashboard/")
 
 

@@ -18,9 +18,9 @@ def test_profile_settings_token_and_data_download_in_the_browser(live_server, pa
     ContributionEvent.objects.bulk_create([ContributionEvent(user=user, kind=kind, created_at=timezone.now())
                                            for kind in ("prompt", "assistant_reply", "full_label", "ranked_1st")])
     page.goto(live_server.url + "/accounts/login/")
-    page.get_by_label("Login").fill(user.username)
+    page.get_by_label("Username or email").fill(user.username)
     page.get_by_label("Password:", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign In").click()
+    page.get_by_role("button", name="Log in").click()
     page.wait_for_url(live_server.url + "/dashboard/")
 
     page.get_by_role("link", name="Grace H.").click()

@@ -42,6 +42,23 @@ def test_signup_sends_a_verification_email_and_confirming_logs_in(client):
 
 
 @pytest.mark.django_db
+def test_the_sign_up_email_names_this_site_not_example_com(client):
+    client.post("/accounts/signup/", SIGNUP)
+    body = mail.outbox[0].subject + mail.outbox[0].body
+    assert "Hello from OASST!" in body and "example.com" not in body
+
+
+@pytest.mark.django_db
+def test_migrate_sets_the_sites_name_and_domain_from_the_settings(settings):
+    from django.contrib.sites.models import Site
+
+    settings.SITE_NAME, settings.SITE_DOMAIN = "Tide Pool", "tides.example.org"
+    call_command("migrate", verbosity=0)
+    site = Site.objects.get_current()
+    assert (site.name, site.domain) == ("Tide Pool", "tides.example.org")
+
+
+@pytest.mark.django_db
 def test_unverified_user_cannot_log_in_yet(client):
     client.post("/accounts/signup/", SIGNUP)
     client.logout()

@@ -49,6 +49,21 @@ def test_seed_demo_creates_the_admin_once(settings):
 
 
 @pytest.mark.django_db
+def test_seed_demo_creates_a_moderator_who_can_moderate_but_not_administer(settings, client):
+    settings.DEBUG = True
+    output = seed()
+    seed()
+    moderator = get_user_model().objects.get(username="moderator")
+    assert moderator.check_password("moderator") and moderator.is_staff and not moderator.is_superuser
+    assert list(moderator.groups.values_list("name", flat=True)) == ["moderators"]
+    assert EmailAddress.objects.filter(user=moderator, verified=True).exists() and moderator.has_accepted_tos
+    assert "moderator / moderator" in output
+    client.force_login(moderator)
+    assert client.get("/admin/tasks/flaggedmessage/", follow=True).status_code == 200
+    assert client.get("/admin/auth/group/").status_code == 403
+
+
+@pytest.mark.django_db
 def test_seed_demo_refuses_without_debug(settings):
     settings.DEBUG = False
     with pytest.raises(CommandError, match="DEBUG"):

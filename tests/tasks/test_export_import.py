@@ -443,3 +443,10 @@ def test_imported_counters_match_a_recompute(tmp_path, source_trees):
         tree.refresh_from_db()
         assert imported == ([getattr(tree, name) for name in counter_fields],
                             dict(tree.messages.values_list("id", "children_count")))
+
+
+def test_export_trees_creates_the_folder_it_writes_into(tmp_path):
+    prompt = builders.write_prompt(UserFactory())
+    MessageTree.objects.filter(pk=prompt.tree_id).update(state=TreeState.READY_FOR_EXPORT)
+    rows = export(tmp_path, name="out/nested/trees.jsonl.gz")
+    assert len(rows) == 1 and manifest_path_for(tmp_path / "out" / "nested" / "trees.jsonl.gz").is_file()

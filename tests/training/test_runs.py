@@ -185,6 +185,63 @@ def test_a_file_outside_the_export_folder_or_a_bad_rate_is_refused(admin_client,
     assert not TrainingRun.objects.filter(launched_by__isnull=False).exists()  # session fixtures record runs too
 
 
+@pytest.mark.django_db
+def test_with_no_export_file_the_launch_page_says_how_to_make_one_and_launch_is_refused(admin_client, settings,
+                                                                                       tmp_path):
+    settings.EXPORT_DIR = str(tmp_path / "exports")
+    page = admin_client.get(LAUNCH).content.decode()
+    assert "No export file yet" in page and "manage.py export_trees" in page and "Make an export now" in page
+    response = admin_client.post(LAUNCH, {"data_file": "", "epochs": "1", "lr": "0.001", "batch_size": "4"})
+    assert response.status_code == 200 and "No export file yet" in response.content.decode()
+    assert not TrainingRun.objects.filter(launched_by__isnull=False).exists()  # session fixtures record runs too
+
+
+@pytest.mark.django_db
+def test_make_an_export_now_writes_an_export_file_the_launch_form_then_offers(admin_client, settings, tmp_path):
+    settings.EXPORT_DIR = str(tmp_path / "exports")
+    response = admin_client.post("/admin/training/trainingrun/export/", {"kind": "sft"})
+    assert response.status_code == 302 and response["Location"].endswith(f"{LAUNCH}?kind=sft")
+    made = [path.name for path in (tmp_path / "exports").glob("*.jsonl.gz")]
+    assert len(made) == 1
+    page = admin_client.get(LAUNCH + "?kind=sft").content.decode()
+    assert made[0] in page and "No export file yet" not in page
+
+
+@pytest.mark.django_db
+def test_making_an_export_is_refused_without_the_launch_permission_and_on_get(client, admin_client, settings,
+                                                                              tmp_path):
+    settings.EXPORT_DIR = str(tmp_path / "exports")
+    client.force_login(UserFactory(is_staff=True))
+    assert client.post("/admin/training/trainingrun/export/").status_code == 403
+    assert admin_client.get("/admin/training/trainingrun/export/").status_code == 405
+    assert not (tmp_path / "exports").exists()
+
+
+@pytest.mark.django_db
+def test_manifest_files_are_not_offered_as_data_files(admin_client, export_dir):
+    (export_dir / "oasst-trees-2026-11-25.jsonl.manifest.json").write_text("{}")
+    for kind in ("reward_model", "ppo", "dpo", "sft"):
+        choices = [value for value, _ in admin_client.get(f"{LAUNCH}?kind={kind}").context["form"]
+                   .fields["data_file"].choices]
+        assert choices == ["oasst-trees-2026-11-25.jsonl"], kind
+
+
+@pytest.mark.django_db
+def test_the_launch_page_shows_its_heading_once(admin_client, export_dir):
+    page = admin_client.get(LAUNCH + "?kind=sft").content.decode()
+    assert page.count("<h1>") == 1 and "<h1>Launch a SFT run</h1>" in page
+
+
+@pytest.mark.django_db
+def test_the_page_of_a_queued_or_running_run_reloads_itself_until_it_ends(admin_client, export_dir):
+    run = services.training_run_queue(kind=TrainingRun.Kind.SFT, parameters={}, data_file="x.jsonl",
+                                      data_sha256="0" * 64, output_root=str(export_dir))
+    change = f"/admin/training/trainingrun/{run.pk}/change/"
+    assert 'http-equiv="refresh"' in admin_client.get(change).content.decode()
+    services.training_run_fail(run=run, error="stopped")
+    assert 'http-equiv="refresh"' not in admin_client.get(change).content.decode()
+
+
 def build_tree(state: str) -> dict:
     tree = MessageTree.objects.create(state=state, lang="en", goal_tree_size=12, max_depth=3, max_children_count=3)
 

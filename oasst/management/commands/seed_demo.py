@@ -1,5 +1,6 @@
-"""Demo data for a local site: an admin account (admin / admin) and a demo community of twelve
-contributors (password demo) whose conversation trees stand in every state a tree reaches.
+"""Demo data for a local site: an admin account (admin / admin), a moderator account (moderator / moderator,
+staff in the moderators group) and a demo community of twelve contributors (password demo) whose
+conversation trees stand in every state a tree reaches.
 
 The community is built through the task services, the way contributors build one (tasks requested,
 texts written, reviews, rankings, reactions, reports, skipped tasks), so every counter and state is
@@ -21,6 +22,7 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.test import override_settings
@@ -44,6 +46,7 @@ from tasks.models import (
 from tasks.tree_manager import tree_config
 
 DEMO_ADMIN = ("admin", "admin@example.org", "admin")
+DEMO_MODERATOR = ("moderator", "moderator@example.org", "moderator")
 DEMO_PASSWORD = "demo"  # noqa: S105 - the documented password of every demo contributor
 # username, display name, languages (the first is the preferred one), activity (a weight: how much
 # of the work the user picks up)
@@ -354,24 +357,31 @@ class Command(BaseCommand):
     def handle(self, *args, force: bool = False, **options):
         if not settings.DEBUG and not force:
             raise CommandError("seed_demo creates well-known passwords: it runs only with DEBUG on (or --force).")
-        self.create_admin()
+        self.create_staff_account(DEMO_ADMIN, title="admin", is_superuser=True)
+        moderator = self.create_staff_account(DEMO_MODERATOR, title="moderator", is_superuser=False)
+        moderators = Group.objects.filter(name="moderators").first()  # made by a migration, with its rights
+        if moderators is None:
+            self.stderr.write("No moderators group (run migrate): the demo moderator has no moderation rights.")
+        else:
+            moderator.groups.add(moderators)
         self.create_community()
 
     @transaction.atomic
-    def create_admin(self) -> None:
-        username, email, password = DEMO_ADMIN
-        admin, created = get_user_model().objects.get_or_create(
+    def create_staff_account(self, account: tuple[str, str, str], *, title: str, is_superuser: bool):
+        username, email, password = account
+        user, created = get_user_model().objects.get_or_create(
             username=username,
-            defaults={"email": email, "is_staff": True, "is_superuser": True,
-                      "display_name": "Demo admin", "tos_accepted_at": timezone.now()},
+            defaults={"email": email, "is_staff": True, "is_superuser": is_superuser,
+                      "display_name": f"Demo {title}", "tos_accepted_at": timezone.now()},
         )
         if created:
-            admin.set_password(password)
-            admin.save(update_fields=["password"])
-            EmailAddress.objects.get_or_create(user=admin, email=email, defaults={"verified": True, "primary": True})
-            self.stdout.write(f"Demo admin created: {username} / {password}")
+            user.set_password(password)
+            user.save(update_fields=["password"])
+            EmailAddress.objects.get_or_create(user=user, email=email, defaults={"verified": True, "primary": True})
+            self.stdout.write(f"Demo {title} created: {username} / {password}")
         else:
-            self.stdout.write(f"Demo admin exists: {username}")
+            self.stdout.write(f"Demo {title} exists: {username}")
+        return user
 
     def create_community(self) -> None:
         usernames = [username for username, *_ in DEMO_USERS]
