@@ -38,6 +38,7 @@ WEIGHTS: dict[str, float] = {
 }
 KINDS = tuple(WEIGHTS)
 RANK_EVENTS = (RANKED_1ST, RANKED_2ND, RANKED_3RD)  # consensus rank 0, 1, 2
+TASK_EVENTS = (PROMPT, ASSISTANT_REPLY, PROMPTER_REPLY, SIMPLE_LABEL, FULL_LABEL, RANKING)  # one per task done
 
 FRAMES: dict[str, timedelta | None] = {
     "day": timedelta(hours=24),

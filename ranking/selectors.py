@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from datetime import datetime
 
-from ranking.models import LeaderboardEntry
+from django.db.models import Count, QuerySet
+
+from ranking import scoring
+from ranking.models import ContributionEvent, LeaderboardEntry
 
 AROUND = 5
 
@@ -28,3 +31,14 @@ def leaderboard_page(frame: str, *, page: int, size: int) -> list[LeaderboardEnt
     so a page is a range of ranks (an index lookup) rather than an OFFSET."""
     start = (page - 1) * size
     return list(leaderboard(frame).filter(rank__gt=start, rank__lte=start + size + 1))
+
+
+def session_progress(*, user, since: datetime) -> dict[str, int]:
+    """Tasks done and points earned since `since` (one aggregate query), counted as a time frame is."""
+    counts = dict(
+        ContributionEvent.objects.filter(user_id=user.pk, created_at__gte=since)
+        .values_list("kind")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {"tasks": sum(counts.get(kind, 0) for kind in scoring.TASK_EVENTS), "points": scoring.score(counts)}

@@ -3,9 +3,11 @@ as the API; htmx swaps fragments where a page updates in place."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import wraps
 from types import SimpleNamespace
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -13,8 +15,10 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
+from django.utils.translation import get_language_info, gettext
+from django.views.decorators.http import require_http_methods, require_POST
 from rest_framework.throttling import ScopedRateThrottle
 
 from oasst.api import IPRateThrottle
@@ -22,9 +26,10 @@ from oasst.languages import LANGUAGES
 from oasst.templatetags.oasst_tags import render_markdown
 from ranking import scoring
 from ranking.models import UserScore
-from ranking.selectors import leaderboard_ranks
+from ranking.selectors import leaderboard_ranks, session_progress
 from ranking.services import user_scores_refresh
 from tasks import selectors, services
+from tasks.guidance import LABEL_GUIDE, task_guidelines
 from tasks.models import Message, MessageTree, Task, TaskType, TreeState
 from tasks.tree_manager import LIKERT_LABELS, YES_NO_LABELS, tree_config
 
@@ -55,6 +60,8 @@ LABEL_HELP = {
     "creativity": "Creative",
     "violence": "Violent",
 }
+DONE_SESSION_KEY = "task_done"  # the last submission's outcome, for its thank-you page
+SESSION_START_KEY = "work_started_at"  # logging out ends the session and so the progress strip's count
 LIKERT_STEPS = [("0", "1"), ("0.25", "2"), ("0.5", "3"), ("0.75", "4"), ("1", "5")]
 
 
@@ -111,7 +118,8 @@ def _availability(request) -> list[tuple[str, str, int]]:
 @terms_accepted_required
 def dashboard(request):
     return render(request, "tasks/dashboard.html", {
-        "available": _availability(request), "stats": _stats(request.user), "lang_name": LANGUAGES[task_lang(request)],
+        "available": [] if request.user.is_banned else _availability(request), "stats": _stats(request.user),
+        "lang_name": LANGUAGES[task_lang(request)],
     })
 
 
@@ -131,6 +139,7 @@ def task_new(request):
     except ValidationError as error:
         return render(request, "tasks/no_task.html", {"error": " ".join(error.messages),
                                                       "code": getattr(error, "code", "")}, status=_status(error))
+    _session_started_at(request)
     return redirect("task", task_id=task.pk)
 
 
@@ -154,10 +163,11 @@ def _task_context(task: Task) -> dict:
     payload = task.payload
     context = {"task": task, "title": TASK_TITLES[task.type], "conversation": payload.get("conversation", []),
                "max_length": tree_config().max_text_length}
+    context["guidelines"] = task_guidelines(task.type)
     if task.type in services.LABEL_TASKS:
         valid = payload.get("valid_labels", [])
         context["labels"] = [
-            {"name": name, "help": LABEL_HELP[name], "likert": name in LIKERT_LABELS,
+            {"name": name, "help": LABEL_HELP[name], "guide": LABEL_GUIDE.get(name), "likert": name in LIKERT_LABELS,
              "mandatory": name in payload.get("mandatory_labels", []),
              "choices": LIKERT_STEPS if name in LIKERT_LABELS else [("0", "No"), ("1", "Yes")]}
             for name in valid if name in LABEL_HELP
@@ -178,7 +188,16 @@ def task_page(request, task_id):
     task = _own_task(request, task_id)
     if not task.is_open:
         return redirect("dashboard")
-    return render(request, "tasks/task.html", _task_context(task))
+    progress = session_progress(user=request.user, since=_session_started_at(request))
+    return render(request, "tasks/task.html", _task_context(task) | {"progress": progress})
+
+
+def _session_started_at(request) -> datetime:
+    """When this login session took its first task: the progress strip counts from there."""
+    started = request.session.get(SESSION_START_KEY)
+    if started is None:  # written once per session, on the first task request
+        started = request.session[SESSION_START_KEY] = timezone.now().isoformat()
+    return datetime.fromisoformat(started)
 
 
 def _labels_from(post) -> dict[str, float]:
@@ -193,20 +212,28 @@ def _labels_from(post) -> dict[str, float]:
     return labels
 
 
-@require_POST
+def _total_score(user) -> int:
+    return UserScore.objects.filter(user=user, frame="total").values_list("score", flat=True).first() or 0
+
+
+@require_http_methods(["GET", "POST"])
 @terms_accepted_required
 def task_submit(request, task_id):
     task = _own_task(request, task_id)
+    if request.method == "GET":  # the form's address opened or reloaded: the task, or its thank-you page
+        return redirect("task-done" if task.done else "task", task_id=task.pk)
     if throttled := _throttled(request, "submission"):
         return throttled
-    before = UserScore.objects.filter(user=request.user, frame="total").values_list("score", flat=True).first() or 0
+    before = _total_score(request.user)
+    reported = task.type in services.LABEL_TASKS and request.POST.get("report") == "on"
     try:
         if task.type in services.RANK_TASKS:
-            services.task_submit(user=request.user, task_id=task.pk, ranking=request.POST.getlist("ranking"),
-                                 not_rankable=request.POST.get("not_rankable") == "on")
+            not_rankable = request.POST.get("not_rankable") == "on"  # the box wins over the list's order
+            services.task_submit(user=request.user, task_id=task.pk, not_rankable=not_rankable,
+                                 ranking=None if not_rankable else request.POST.getlist("ranking"))
         elif task.type in services.LABEL_TASKS:
             services.task_submit(user=request.user, task_id=task.pk, labels=_labels_from(request.POST),
-                                 text=request.POST.get("comment", ""), report=request.POST.get("report") == "on")
+                                 text=request.POST.get("comment", ""), report=reported)
         else:
             services.task_submit(user=request.user, task_id=task.pk, text=request.POST.get("text", ""),
                                  client_id=f"web-{task.pk}")
@@ -214,8 +241,23 @@ def task_submit(request, task_id):
         context = _task_context(task) | {"error": " ".join(error.messages), "posted": request.POST}
         return render(request, "tasks/task.html", context, status=_status(error))
     after = user_scores_refresh(user=request.user)["total"].score
-    return render(request, "tasks/done.html", {"task": task, "title": TASK_TITLES[task.type], "earned": after - before,
-                                               "total": after, "level": scoring.level(after)})
+    request.session[DONE_SESSION_KEY] = {"task": str(task.pk), "earned": after - before, "reported": reported}
+    return redirect("task-done", task_id=task.pk)  # a reload then shows the page again instead of posting again
+
+
+@terms_accepted_required
+def task_done(request, task_id):
+    """The thank-you page after a submission; what it earned is kept in the session by task_submit."""
+    task = _own_task(request, task_id)
+    if not task.done:
+        return redirect("task", task_id=task.pk)
+    outcome = request.session.get(DONE_SESSION_KEY) or {}
+    if outcome.get("task") != str(task.pk):
+        outcome = {}
+    total = _total_score(request.user)
+    return render(request, "tasks/done.html", {
+        "task": task, "title": TASK_TITLES[task.type], "earned": outcome.get("earned"),
+        "reported": outcome.get("reported", False), "total": total, "level": scoring.level(total)})
 
 
 @require_POST
@@ -226,6 +268,7 @@ def task_skip(request, task_id):
         services.task_nack(user=request.user, task_id=task.pk, reason=request.POST.get("reason", ""))
     except ValidationError as error:
         return render(request, "tasks/no_task.html", {"error": " ".join(error.messages)}, status=_status(error))
+    messages.success(request, gettext("Task skipped."))
     return redirect("dashboard")
 
 
@@ -249,7 +292,18 @@ def lang_check(request):
         base = expected.split("-")[0].lower()
         if code != base:
             detected = code
-    return render(request, "tasks/_lang_warning.html", {"detected": detected, "expected": LANGUAGES.get(expected)})
+    return render(request, "tasks/_lang_warning.html", {"detected": detected and _language_name(detected),
+                                                        "expected": LANGUAGES.get(expected)})
+
+
+def _language_name(code: str) -> str:
+    """A language's English name, also for a detected language the site does not offer."""
+    if code in LANGUAGES:
+        return LANGUAGES[code]
+    try:
+        return get_language_info(code)["name"]
+    except KeyError:
+        return code
 
 
 @require_POST
@@ -258,8 +312,9 @@ def message_report(request, message_id):
     try:
         services.message_report(user=request.user, message_id=message_id, reason=request.POST.get("reason", ""))
     except ValidationError as error:
-        return HttpResponse(" ".join(error.messages), status=_status(error))
-    return HttpResponse('<span class="ok" role="status">Reported. Thank you.</span>')
+        return HttpResponse(format_html('<span class="error" role="alert">{}</span>', " ".join(error.messages)),
+                            status=_status(error))
+    return HttpResponse(format_html('<span class="ok" role="status">{}</span>', gettext("Reported. Thank you.")))
 
 
 @require_POST

@@ -167,7 +167,7 @@ def test_the_task_pages_share_the_apis_limits(small_trees, rates):
     assert refused.status_code == 429 and "Retry-After" in refused
     assert Task.objects.filter(user=user).count() == 2
     first, second = Task.objects.filter(user=user)
-    assert pages.post(f"/tasks/{first.pk}/submit/", {"text": "A first prompt?"}).status_code == 200
+    assert pages.post(f"/tasks/{first.pk}/submit/", {"text": "A first prompt?"}).status_code == 302
     refused = pages.post(f"/tasks/{second.pk}/submit/", {"text": "A second prompt?"})
     assert refused.status_code == 429
     second.refresh_from_db()

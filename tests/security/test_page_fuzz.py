@@ -67,6 +67,7 @@ class PageForm:
 WITHOUT_TEXT = {
     "": "the landing page, GET only",
     "dashboard/": "GET only", "dashboard/available/": "GET only", "tasks/<uuid:task_id>/": "GET only",
+    "tasks/<uuid:task_id>/done/": "GET only",
     "messages/<uuid:message_id>/": "GET only", "favicon.ico": "a redirect", "profile/": "GET (show, page: choices)",
     "profile/data/": "GET only", "profile/logout-everywhere/": "a button without fields",
     "leaderboard/": "GET (page: a number)", "leaderboard/<slug:frame>/": "GET (page: a number)",

@@ -236,7 +236,7 @@ def test_control_characters_in_moderation_reasons_and_edits_are_refused(world, m
 def test_tabs_newlines_and_carriage_returns_are_kept(world):
     task = task_for(world, "initial_prompt")
     response = world["client"].post(reverse("task-submit", args=[task.pk]), {"text": "Line one\r\n\tLine two"})
-    assert response.status_code == 200
+    assert response.status_code == 302
     assert Message.objects.get(author=world["contributor"]).text == "Line one\r\n\tLine two"
 
 

@@ -81,7 +81,8 @@ def test_write_a_prompt_in_the_browser_form(client, contributor):
     page = client.get(f"/tasks/{task.pk}/").content.decode()
     assert "Write a prompt" in page and f'data-draft-key="draft-{task.pk}"' in page
     response = client.post(f"/tasks/{task.pk}/submit/", {"text": "How do plants make sugar?"})
-    assert response.status_code == 200 and "Thank you" in response.content.decode()
+    assert response.status_code == 302 and response.url == f"/tasks/{task.pk}/done/"
+    assert "Thank you" in client.get(response.url).content.decode()
     assert Message.objects.get(author=contributor).text == "How do plants make sugar?"
 
 
@@ -115,7 +116,7 @@ def test_review_through_the_form(client, contributor, growing_prompt):
     assert 'name="label-spam"' in page
     response = client.post(f"/tasks/{task.pk}/submit/", {"label-spam": "0", "label-lang_mismatch": "0",
                                                           "label-quality": "0.75", "comment": "good"})
-    assert response.status_code == 200
+    assert response.status_code == 302
     task.refresh_from_db()
     assert task.done and task.review.labels["quality"] == 0.75
 
@@ -138,7 +139,7 @@ def test_rank_through_the_form(client, contributor, growing_prompt, django_captu
     assert "data-ranking" in page and "Answer one." in page
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(f"/tasks/{task.pk}/submit/", {"ranking": [str(second.pk), str(first.pk)]})
-    assert response.status_code == 200
+    assert response.status_code == 302
     second.refresh_from_db()
     assert second.rank == 0 and second.tree.state == TreeState.READY_FOR_EXPORT
 
@@ -188,20 +189,39 @@ def test_pages_need_a_login(client):
         assert client.get(path).url.startswith("/accounts/login/")
 
 
+@pytest.fixture
+def task_of_type(client, contributor, growing_prompt, django_capture_on_commit_callbacks):
+    def make(task_type):
+        if task_type == "label_initial_prompt":
+            write_prompt(UserFactory(), text="Another prompt to review?")
+        if task_type == "rank_assistant_replies":
+            with django_capture_on_commit_callbacks(execute=True):
+                reply(UserFactory(), "Answer one.")
+                reply(UserFactory(), "Answer two.")
+                review(UserFactory(), "label_assistant_reply")
+                review(UserFactory(), "label_assistant_reply")
+        return new_task(client, task_type)
+
+    return make
+
+
 @pytest.mark.parametrize("task_type", ["assistant_reply", "label_initial_prompt", "rank_assistant_replies"])
-def test_task_page_query_count_is_fixed(client, contributor, growing_prompt, task_type, django_assert_num_queries,
-                                        django_capture_on_commit_callbacks):
-    if task_type == "label_initial_prompt":
-        write_prompt(UserFactory(), text="Another prompt to review?")
-    if task_type == "rank_assistant_replies":
-        with django_capture_on_commit_callbacks(execute=True):
-            reply(UserFactory(), "Answer one.")
-            reply(UserFactory(), "Answer two.")
-            review(UserFactory(), "label_assistant_reply")
-            review(UserFactory(), "label_assistant_reply")
-    task = new_task(client, task_type)
-    with django_assert_num_queries(3):  # session, user, the task
+def test_task_page_query_count_is_fixed(client, task_of_type, task_type, django_assert_num_queries):
+    task = task_of_type(task_type)
+    with django_assert_num_queries(4):  # session, user, the task, this session's progress (one aggregate)
         assert client.get(f"/tasks/{task.pk}/").status_code == 200
+
+
+@pytest.mark.parametrize("task_type", ["assistant_reply", "label_initial_prompt", "rank_assistant_replies"])
+def test_every_task_page_teaches_the_job(client, task_of_type, task_type):
+    task = task_of_type(task_type)
+    page = client.get(f"/tasks/{task.pk}/").content.decode()
+    assert f'data-guidelines="{task_type}"' in page and "Good answer" in page and "Bad answer" in page
+    assert 'id="session-progress"' in page and "0 tasks done" in page
+    assert "Submissions are final" in page
+    if task_type == "label_initial_prompt":
+        assert page.count('class="label-guide') == len(task.payload["valid_labels"])
+        assert 'class="shortcuts' in page
 
 
 def test_landing_page_query_count_is_fixed(client, growing_prompt, django_assert_num_queries):

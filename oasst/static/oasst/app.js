@@ -1,5 +1,5 @@
 // OASST pages: drafts that survive a reload, counters, ranking by drag-and-drop and keyboard,
-// one-key shortcuts. No inline scripts: everything hangs off data attributes.
+// one-key shortcuts, htmx refusals shown in place. No inline scripts: everything hangs off data attributes.
 (function () {
   "use strict";
 
@@ -20,10 +20,8 @@
         dirty = area.value.trim().length > 0;
       });
       if (form) {
-        form.addEventListener("submit", function () {
-          dirty = false;
-          window.localStorage.removeItem(key);
-        });
+        // The draft stays until the server accepts the text: its thank-you page clears it (data-draft-clear).
+        form.addEventListener("submit", function () { dirty = false; });
       }
       window.addEventListener("beforeunload", function (event) {
         if (dirty) {
@@ -34,13 +32,25 @@
     });
   }
 
+  function draftsAccepted() {
+    document.querySelectorAll("[data-draft-clear]").forEach(function (element) {
+      window.localStorage.removeItem(element.dataset.draftClear);
+    });
+  }
+
+  // A text over the limit is kept whole (no maxlength to cut a paste): the counter says by how much,
+  // and the browser refuses to submit it with the page's message.
   function counters() {
     document.querySelectorAll("[data-counter-for]").forEach(function (counter) {
       var area = document.getElementById(counter.dataset.counterFor);
       if (!area) return;
+      var limit = parseInt(area.dataset.maxLength || area.maxLength, 10);
       var update = function () {
-        counter.textContent = area.value.length + " / " + area.maxLength;
-        counter.classList.toggle("over", area.value.length >= area.maxLength);
+        var over = area.value.length - limit;
+        counter.textContent = area.value.length + " / " + limit +
+          (over > 0 ? " · " + counter.dataset.tooLong.replace("%(over)s", over) : "");
+        counter.classList.toggle("over", over > 0);
+        area.setCustomValidity(over > 0 ? counter.dataset.invalid : "");
       };
       area.addEventListener("input", update);
       update();
@@ -61,7 +71,9 @@
           status.textContent = moved.getAttribute("aria-label") + ": " + place;
         }
       };
+      var disabled = function () { return list.getAttribute("aria-disabled") === "true"; };
       var move = function (item, index) {
+        if (disabled()) return;
         var items = list.children;
         index = Math.max(0, Math.min(items.length - 1, index));
         var current = Array.prototype.indexOf.call(items, item);
@@ -97,7 +109,7 @@
       list.addEventListener("dragover", function (event) {
         event.preventDefault();
         var over = event.target.closest("li");
-        if (!dragged || !over || over === dragged) return;
+        if (!dragged || !over || over === dragged || disabled()) return;
         var rect = over.getBoundingClientRect();
         var after = event.clientY > rect.top + rect.height / 2;
         list.insertBefore(dragged, after ? over.nextSibling : over);
@@ -107,12 +119,45 @@
         event.preventDefault();
         renumber(dragged);
       });
-      var notRankable = list.form && list.form.querySelector("[data-not-rankable]");
+      // "All replies are bad" sends no ranking: the list and its fields are off while the box is ticked.
+      var form = list.closest("form");
+      var notRankable = form && form.querySelector("[data-not-rankable]");
       if (notRankable) {
-        notRankable.addEventListener("change", function () {
-          list.classList.toggle("disabled", notRankable.checked);
-        });
+        var apply = function () {
+          list.setAttribute("aria-disabled", notRankable.checked ? "true" : "false");
+          list.querySelectorAll('input[name="ranking"], [data-move]').forEach(function (field) {
+            field.disabled = notRankable.checked;
+          });
+          Array.prototype.forEach.call(list.children, function (item) { item.draggable = !notRankable.checked; });
+        };
+        notRankable.addEventListener("change", apply);
+        apply();
       }
+    });
+  }
+
+  // htmx leaves 4xx answers unswapped and says nothing when the network fails: inside
+  // [data-swap-errors] the refusal is shown in place, and [data-send-error] gives the network's message.
+  function htmxErrors() {
+    var source = function (event) {  // the element that made the request (detail.elt is its target here)
+      return event.detail.requestConfig ? event.detail.requestConfig.elt : event.detail.elt;
+    };
+    document.addEventListener("htmx:beforeSwap", function (event) {
+      var status = event.detail.xhr.status;
+      if (status >= 400 && status < 500 && source(event).closest("[data-swap-errors]")) {
+        event.detail.shouldSwap = true;
+        event.detail.isError = false;
+      }
+    });
+    document.addEventListener("htmx:sendError", function (event) {
+      var owner = source(event).closest("[data-send-error]");
+      var target = event.detail.target;
+      if (!owner || !target) return;
+      var message = document.createElement("span");
+      message.className = "error";
+      message.setAttribute("role", "alert");
+      message.textContent = owner.dataset.sendError;
+      target.replaceChildren(message);
     });
   }
 
@@ -136,7 +181,9 @@
     });
   }
 
+  htmxErrors();
   document.addEventListener("DOMContentLoaded", function () {
+    draftsAccepted();
     drafts();
     counters();
     rankings();
