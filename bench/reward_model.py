@@ -225,7 +225,7 @@ def main() -> None:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oasst.settings")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from training.reward import quiet_libraries
+    from training.trainer_plumbing import quiet_libraries
 
     quiet_libraries()
     result = (bench_scoring if options.part == "scoring" else bench_training)(options)

@@ -7,8 +7,8 @@ class OasstConfig(AppConfig):
     verbose_name = "OASST"
 
     def ready(self) -> None:
-        from oasst.schedule import beat_schedule_mirror_after_migrate
-        from oasst.site import site_from_settings_after_migrate
+        from oasst.schedule import beat_schedule_mirror_after_migrate  # app-registry: imports models
+        from oasst.site import site_from_settings_after_migrate  # app-registry: imports models
 
         post_migrate.connect(beat_schedule_mirror_after_migrate, sender=self)
         post_migrate.connect(site_from_settings_after_migrate, sender=self)

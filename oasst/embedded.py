@@ -19,6 +19,9 @@ from celery.schedules import maybe_schedule
 from django.conf import settings
 from django.db import connections
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from oasst.celery import app
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +42,6 @@ class EmbeddedWorker:
         ]
 
     def start(self) -> EmbeddedWorker:
-        from oasst.celery import app  # not at the top: oasst/__init__ imports oasst.celery, which imports this
-
         app.loader.import_default_modules()  # every app's jobs.py: the scheduled jobs are known by name
         for thread in self._threads:
             thread.start()
@@ -75,10 +76,6 @@ class EmbeddedWorker:
 
     def tick(self) -> None:
         """Run each scheduled job that is due and not paused, the way beat would send it."""
-        from django_celery_beat.models import PeriodicTask  # not at the top: this module loads before the apps
-
-        from oasst.celery import app
-
         now = timezone.now()
         entries = {**settings.CELERY_BEAT_SCHEDULE, **settings.EMBEDDED_SCHEDULE}
         due = []

@@ -1,5 +1,8 @@
-"""Writers of a user's own account: profile settings, API token, the download of their data, and
-deleting the account (SPEC: "A deleted user is anonymised; their messages remain unless purged")."""
+"""Writers of a user's own account: profile settings, API token, accepting the terms, the download of
+their data, and deleting the account (SPEC: "A deleted user is anonymised; their messages remain
+unless purged"). The apps above oasst add their part through oasst.signals: their sections of the
+data download (user_data_requested) and what deleting an account does to their rows
+(account_deleted). Moderators acting on users: oasst.moderation."""
 
 from __future__ import annotations
 
@@ -16,17 +19,11 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from oasst.audit import check_permission, clean_reason, moderation_record
-from oasst.celery import enqueue_on_commit
 from oasst.errors import Conflict, Forbidden, NotFound, ServiceError
 from oasst.languages import LANGUAGES
 from oasst.models import ModerationEvent, User
+from oasst.signals import account_deleted, user_data_requested
 from oasst.text import clean_name
-from ranking.models import ContributionEvent, LeaderboardEntry, Ranking, UserScore
-from tasks.jobs import tasks_expire_job
-from tasks.models import EmojiReaction, Message, MessageReport, MessageRevision, Review, Task
-from tasks.selectors import open_tasks
-from training.models import TrainingRun
 
 DISPLAY_NAME_MAX = 64
 EXPORT_FORMAT = "oasst-user-data"
@@ -106,23 +103,11 @@ def user_data_export(*, user: User) -> dict:
     the messages the user reviewed, ranked or reacted to; the tasks' payloads (other people's text),
     the text other people wrote that a moderator's edit replaced, the names in the admin's history,
     and credentials (the API token's key, session keys) are left out. tests/oasst/test_privacy.py
-    checks that every model pointing at a user has its section here."""
+    checks that every model pointing at a user has its section here or in a user_data_requested
+    receiver of the app that owns the model."""
     user = User.objects.get(pk=user.pk)
     token = Token.objects.filter(user=user).values("created").first()
-    messages = _rows(
-        Message.objects.filter(author=user).order_by("created_at"),
-        "id", "tree_id", "tree__state", "parent_id", "role", "text", "lang", "depth", "created_at", "client_id",
-        "review_count", "review_result", "rank", "deleted", "synthetic", "model_name", "emojis", "labels",
-        "red_flags", "edited",
-    )
-    revisions: dict = {}
-    for revision in MessageRevision.objects.filter(message__author=user).order_by("created_at").values(
-            "message_id", "text", "created_at"):
-        revisions.setdefault(revision.pop("message_id"), []).append(revision)
-    for message in messages:
-        message["tree_state"] = message.pop("tree__state")
-        message["revisions"] = revisions.get(message["id"], [])
-    return {
+    data = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
         "exported_at": timezone.now(),
@@ -143,36 +128,16 @@ def user_data_export(*, user: User) -> dict:
                                  "email", "verified", "primary"),
         "social_accounts": _rows(SocialAccount.objects.filter(user=user).order_by("pk"),
                                  "provider", "uid", "date_joined", "last_login", "extra_data"),
-        "messages": messages,
-        "reviews": _rows(Review.objects.filter(user=user).order_by("created_at"),
-                         "message_id", "task_id", "mode", "labels", "text", "report", "created_at"),
-        "rankings": _rows(Ranking.objects.filter(user=user).order_by("created_at"),
-                          "parent_id", "task_id", "ranking", "not_rankable", "agreement", "created_at"),
-        "reactions": _rows(EmojiReaction.objects.filter(user=user).order_by("created_at"),
-                           "message_id", "emoji", "created_at"),
-        "message_reports": _rows(MessageReport.objects.filter(user=user).order_by("created_at", "pk"),
-                                 "message_id", "reason", "created_at"),
-        "tasks": _rows(Task.objects.filter(user=user).order_by("created_at"),
-                       "id", "type", "lang", "item_id", "tree_id", "created_at", "expires_at", "acked_at",
-                       "skipped", "skip_reason", "done", "done_at", "expired"),
-        "scores": {score["frame"]: {k: v for k, v in score.items() if k != "frame"}
-                   for score in UserScore.objects.filter(user=user).values(
-                       "frame", "score", "counts", "breakdown", "updated_at")},
-        "contribution_events": _rows(ContributionEvent.objects.filter(user=user).order_by("created_at", "pk"),
-                                     "kind", "message_id", "created_at"),
-        "leaderboard": _rows(LeaderboardEntry.objects.filter(user=user).order_by("frame"),
-                             "frame", "rank", "score", "level", "built_at"),
         "sessions": [{"expires_at": session.expire_date} for session in _user_sessions(user)],
         "moderation_actions": _rows(ModerationEvent.objects.filter(actor=user).order_by("created_at", "pk"),
                                     "action", "target_type", "target_id", "reason", "created_at"),
-        "message_edits": _rows(MessageRevision.objects.filter(editor=user).order_by("created_at", "pk"),
-                               "message_id", "created_at"),
         "admin_actions": _rows(LogEntry.objects.filter(user=user).order_by("action_time", "pk"),
                                "action_time", "action_flag", "content_type__app_label", "content_type__model",
                                "object_id", "change_message"),
-        "training_runs": _rows(TrainingRun.objects.filter(launched_by=user).order_by("created_at", "pk"),
-                               "id", "kind", "status", "data_file", "created_at", "finished_at"),
     }
+    for _receiver, sections in user_data_requested.send(sender=User, user=user):
+        data.update(sections)
+    return data
 
 
 def _sessions_delete(user: User) -> int:
@@ -243,117 +208,17 @@ def account_delete(*, user: User) -> User:
     EmailAddress.objects.filter(user=locked).delete()
     SocialAccount.objects.filter(user=locked).delete()
     Token.objects.filter(user=locked).delete()
-    UserScore.objects.filter(user=locked).delete()
-    LeaderboardEntry.objects.filter(user=locked).delete()
     LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(User), object_id=str(locked.pk)).update(
         object_repr=locked.username)
-    if open_tasks(user=locked).update(expires_at=timezone.now()):
-        enqueue_on_commit(tasks_expire_job)
+    account_deleted.send(sender=User, user=locked)  # scores (ranking), open tasks (tasks)
     _sessions_delete(locked)
     user.refresh_from_db()
     return user
 
 
-# --- Moderation of users ------------------------------------------------------------------------
-
-
-# What a group makes an account, in a refusal ("Only a superuser can ban a moderator.").
-ACCOUNT_KIND_BY_GROUP = {"moderators": "a moderator", "researchers": "a researcher"}
-
-
-def protected_account_kind(user: User) -> str | None:
-    """What makes an account more than a contributor's (a superuser, a group member, staff), or None:
-    moderating such an account is a superuser's decision."""
-    if user.is_superuser:
-        return "a superuser"
-    group = user.groups.order_by("name").values_list("name", flat=True).first()
-    if group is not None:
-        return ACCOUNT_KIND_BY_GROUP.get(group, f"a member of the {group} group")
-    return "a staff account" if user.is_staff else None
-
-
-def check_may_moderate_user(actor: User, target: User, *, action: str) -> None:
-    """Moderators act on contributors only: a moderator banning, anonymising or renaming a fellow
-    moderator, a researcher or an administrator would be a takeover of the roles above them."""
-    kind = protected_account_kind(target)
-    if kind is not None and not actor.is_superuser:
-        raise Forbidden(f"Only a superuser can {action} {kind}.", code="protected_account")
-
-
-def _moderated_user(actor: User, user_id, *, action: str, lock: bool = True) -> User:
-    """Check the moderator's permission, then (lock and) load the user they act on, and check that
-    the moderator may act on them."""
-    check_permission(actor, "oasst.moderate_user")
-    try:
-        target = user_locked(user_id) if lock else User.objects.get(pk=user_id)
-    except (User.DoesNotExist, ValueError, TypeError):
-        raise NotFound("No such user.", code="user_not_found") from None
-    if action == "ban" and (target.is_superuser or target.pk == actor.pk):
-        raise Forbidden("Administrators and you yourself cannot be banned here.", code="cannot_ban")
-    if action == "anonymise" and target.is_superuser:
-        raise Forbidden("An administrator's account cannot be anonymised; take away its superuser status first.",
-                        code="cannot_anonymise_admin")
-    check_may_moderate_user(actor, target, action=action)
-    return target
-
-
 @transaction.atomic
-def user_ban(*, actor: User, user_id, reason: str = "") -> User:
-    """Ban a user: from now on they get no tasks and cannot submit; their open tasks are released."""
-    reason = clean_reason(reason)
-    target = _moderated_user(actor, user_id, action="ban")
-    before = {"is_banned": target.is_banned, "ban_reason": target.ban_reason}
-    target.is_banned, target.ban_reason = True, reason
-    target.save(update_fields=["is_banned", "ban_reason"])
-    if open_tasks(user=target).update(expires_at=timezone.now()):
-        enqueue_on_commit(tasks_expire_job)
-    moderation_record(actor=actor, action="user_ban", target_type="user", target_id=target.pk, reason=reason,
-                      before=before, after={"is_banned": True, "ban_reason": target.ban_reason})
-    return target
-
-
-@transaction.atomic
-def user_unban(*, actor: User, user_id, reason: str = "") -> User:
-    target = _moderated_user(actor, user_id, action="unban")
-    before = {"is_banned": target.is_banned, "ban_reason": target.ban_reason}
-    target.is_banned, target.ban_reason = False, ""
-    target.save(update_fields=["is_banned", "ban_reason"])
-    moderation_record(actor=actor, action="user_unban", target_type="user", target_id=target.pk, reason=reason,
-                      before=before, after={"is_banned": False})
-    return target
-
-
-def user_purge_messages(*, actor: User, user_id, since=None, until=None, reason: str = "") -> int:
-    """Soft-delete a user's messages (each with its subtree) created within [since, until]; returns
-    how many messages were deleted. Each message is deleted in its own short transaction."""
-    from tasks.services import message_delete
-
-    _moderated_user(actor, user_id, action="purge the messages of", lock=False)
-    if since and until and since > until:
-        raise ServiceError("The start of the range is after its end.", code="invalid_range")
-    messages = Message.objects.filter(author_id=user_id, deleted=False)
-    if since:
-        messages = messages.filter(created_at__gte=since)
-    if until:
-        messages = messages.filter(created_at__lte=until)
-    deleted = 0
-    for message_id in messages.order_by("depth").values_list("pk", flat=True):
-        if Message.objects.filter(pk=message_id, deleted=False).exists():  # not already gone with a parent
-            deleted += message_delete(actor=actor, message_id=message_id, reason=reason or "purge")
-    moderation_record(actor=actor, action="user_purge", target_type="user", target_id=user_id, reason=reason,
-                      after={"deleted": deleted, "since": since.isoformat() if since else None,
-                             "until": until.isoformat() if until else None})
-    return deleted
-
-
-@transaction.atomic
-def user_anonymise(*, actor: User, user_id, reason: str = "") -> User:
-    """A moderator deletes an account the way its owner would (see account_delete), audited."""
-    target = _moderated_user(actor, user_id, action="anonymise")
-    if target.pk == actor.pk:
-        raise Forbidden("Delete your own account from your profile.", code="cannot_anonymise_self")
-    before = {"username": target.username}
-    account_delete(user=target)
-    moderation_record(actor=actor, action="user_anonymise", target_type="user", target_id=target.pk, reason=reason,
-                      before=before, after={"username": target.username})
-    return target
+def tos_accept(*, user: User) -> User:
+    if user.tos_accepted_at is None:
+        user.tos_accepted_at = timezone.now()
+        user.save(update_fields=["tos_accepted_at"])
+    return user

@@ -130,18 +130,24 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 # Sending a job subscribes to its result first: with Redis down, fail after one retry, not after 20 s (Celery's
-# default); the job is then sent again by a sweep (oasst.celery.enqueue_on_commit).
+# default); the job is then sent again by a sweep (oasst.enqueue.enqueue_on_commit).
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
                                            "retry_policy": {"max_retries": 1}}
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_DEFAULT_QUEUE = "default"
-# Training jobs run for hours: their own queue (`celery worker -Q training`) keeps web jobs from starving.
-CELERY_TASK_ROUTES = {"training.*": {"queue": "training"}}
-# A running training run silent for this long is failed by training.fail_stale_runs (its worker died).
+# Jobs are routed by their exact names; a job not listed goes to `default`. Training runs take hours: their own
+# queue (`celery worker -Q training`) keeps web jobs from starving. The sweeps that watch the runs
+# (training.runs_fail_stale, training.runs_resend_unsent) stay on `default`: the training worker may be busy with
+# the very run that is stuck. The former names (oasst.celery.job) route like the new ones.
+CELERY_TASK_ROUTES = {name: {"queue": "training"} for name in (
+    "training.reward_model_train", "training.ppo_train", "training.dpo_train", "training.sft_train",
+    "training.train_reward_model", "training.train_ppo", "training.train_dpo", "training.train_sft",
+)}
+# A running training run silent for this long is failed by training.runs_fail_stale (its worker died).
 TRAINING_STALE_MINUTES = env.int("OASST_TRAINING_STALE_MINUTES", 30, minimum=1)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-# The nightly export (tasks.nightly_export): where the files go, how many are kept.
+# The nightly export (tasks.nightly_export_write): where the files go, how many are kept.
 EXPORT_DIR = env.str("OASST_EXPORT_DIR", str(BASE_DIR / "exports"))
 EXPORT_KEEP = env.int("OASST_EXPORT_KEEP", 7, minimum=1)
 # The seed of the id hashes in anonymised exports (export_trees, the nightly export): set it to keep a
@@ -155,15 +161,16 @@ LEADERBOARD_REFRESH_MINUTES = {
     frame: env.int(f"OASST_LEADERBOARD_{frame.upper()}_MINUTES", default, minimum=1)
     for frame, default in (("day", 5), ("week", 15), ("month", 60), ("total", 240))
 }
-# The schedule lives here, in code; oasst.schedule mirrors it into django-celery-beat's tables.
+# The schedule lives here, in code; oasst.schedule mirrors it into django-celery-beat's tables. The keys are the
+# rows' names there (an admin's pause is kept by name): keep them when a job is renamed.
 CELERY_BEAT_SCHEDULE = {
     "sessions-clear": {"task": "oasst.sessions_clear", "schedule": 24 * 3600.0},
-    "tasks-expire": {"task": "tasks.expire_tasks", "schedule": 300.0},
+    "tasks-expire": {"task": "tasks.tasks_expire", "schedule": 300.0},
     "lottery-activate": {"task": "tasks.lottery_activate", "schedule": 300.0},
     "scoring-retry": {"task": "ranking.scoring_retry", "schedule": 600.0},
-    "nightly-export": {"task": "tasks.nightly_export", "schedule": crontab(hour=3, minute=30)},
-    "training-fail-stale-runs": {"task": "training.fail_stale_runs", "schedule": 600.0},
-    "training-resend-unsent-runs": {"task": "oasst.resend_unsent_training_runs", "schedule": 300.0},
+    "nightly-export": {"task": "tasks.nightly_export_write", "schedule": crontab(hour=3, minute=30)},
+    "training-fail-stale-runs": {"task": "training.runs_fail_stale", "schedule": 600.0},
+    "training-resend-unsent-runs": {"task": "training.runs_resend_unsent", "schedule": 300.0},
     **{f"leaderboard-{frame}": {"task": "ranking.leaderboard_rebuild", "schedule": minutes * 60.0, "args": [frame]}
        for frame, minutes in LEADERBOARD_REFRESH_MINUTES.items()},
 }

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from oasst import api, views
 from ranking import api as ranking_api
 from tasks import api as tasks_api
+from tasks import export_api, moderation_api, trollboard_api
 
 api_v1 = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -13,7 +14,7 @@ api_v1 = [
     path("auth/token/", api.TokenObtainView.as_view(), name="token"),
     path("users/me/", ranking_api.UserMeView.as_view(), name="users-me"),
     path("leaderboard/<str:frame>/", ranking_api.LeaderboardView.as_view(), name="leaderboard"),
-    path("trollboard/<str:frame>/", ranking_api.TrollboardView.as_view(), name="trollboard"),
+    path("trollboard/<str:frame>/", trollboard_api.TrollboardView.as_view(), name="trollboard"),
     path("users/me/accept-tos/", tasks_api.AcceptTosView.as_view(), name="accept-tos"),
     path("tasks/", tasks_api.TaskListView.as_view(), name="tasks"),
     path("tasks/available/", tasks_api.TaskAvailableView.as_view(), name="tasks-available"),
@@ -25,15 +26,15 @@ api_v1 = [
     path("messages/<uuid:message_id>/tree/", tasks_api.MessageTreeView.as_view(), name="message-tree"),
     path("messages/<uuid:message_id>/emoji/", tasks_api.MessageEmojiView.as_view(), name="message-emoji"),
     path("messages/<uuid:message_id>/report/", tasks_api.MessageReportView.as_view(), name="message-report"),
-    path("moderation/messages/<uuid:message_id>/edit/", tasks_api.ModerationEditView.as_view(),
+    path("moderation/messages/<uuid:message_id>/edit/", moderation_api.ModerationEditView.as_view(),
          name="moderation-message-edit"),
-    path("moderation/messages/<uuid:message_id>/<str:action>/", tasks_api.ModerationMessageView.as_view(),
+    path("moderation/messages/<uuid:message_id>/<str:action>/", moderation_api.ModerationMessageView.as_view(),
          name="moderation-message"),
-    path("moderation/trees/<uuid:tree_id>/move/", tasks_api.ModerationTreeMoveView.as_view(),
+    path("moderation/trees/<uuid:tree_id>/move/", moderation_api.ModerationTreeMoveView.as_view(),
          name="moderation-tree-move"),
-    path("moderation/flags/", tasks_api.ModerationFlagsView.as_view(), name="moderation-flags"),
-    path("exports/", tasks_api.ExportView.as_view(), name="exports"),
-    path("moderation/flags/<int:flag_id>/resolve/", tasks_api.ModerationFlagResolveView.as_view(),
+    path("moderation/flags/", moderation_api.ModerationFlagsView.as_view(), name="moderation-flags"),
+    path("exports/", export_api.ExportView.as_view(), name="exports"),
+    path("moderation/flags/<int:flag_id>/resolve/", moderation_api.ModerationFlagResolveView.as_view(),
          name="moderation-flag-resolve"),
 ]
 
@@ -42,7 +43,7 @@ urlpatterns = [
     path("", include("tasks.urls")),
     path("favicon.ico", views.favicon),
     path("accounts/", include("allauth.urls")),
-    path("profile/", include("oasst.profile_urls")),
+    path("profile/", include("tasks.profile_urls")),
     path("leaderboard/", include("ranking.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),

@@ -1,16 +1,15 @@
-"""REST API v1 for scores: the user's own stats, the leaderboard and (moderators) the trollboard."""
+"""REST API v1 for scores: the user's own stats and the leaderboard. The trollboard (it reads
+messages and reactions) is tasks.trollboard_api."""
 
-from django.contrib.auth import get_user_model
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
-from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from oasst.api import ErrorSerializer, UserSerializer
-from ranking import scoring, selectors, services
+from ranking import scoring, selectors
 from ranking.models import Frame
 
 ERRORS = {code: ErrorSerializer for code in (401, 403, 404)}
@@ -65,7 +64,7 @@ class UserMeView(APIView):
                                "and leaderboard rank.")
     def get(self, request):
         user = request.user
-        scores = services.user_scores_refresh(user=user)
+        scores = selectors.user_scores(user=user)
         ranks = selectors.leaderboard_ranks(user)
         total = scores["total"].score
         level_points, level_span = scoring.level_progress(total)
@@ -101,40 +100,3 @@ class LeaderboardView(APIView):
             "has_next": len(entries) > PAGE_SIZE, "results": entries[:PAGE_SIZE],
             "me": next((e for e in around if e.rank == mine.rank), None) if mine else None, "around_me": around,
         }).data)
-
-
-class IsModerator(BasePermission):
-    message = "Only moderators may see this."
-
-    def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated
-                    and request.user.has_perm("ranking.view_trollboard"))
-
-
-class TrollboardEntrySerializer(serializers.Serializer):
-    user_id = serializers.IntegerField()
-    username = serializers.CharField()
-    troll_score = serializers.IntegerField()
-    red_flags = serializers.IntegerField()
-    upvotes = serializers.IntegerField()
-    downvotes = serializers.IntegerField()
-    spam_prompts = serializers.IntegerField()
-    lang_mismatch = serializers.IntegerField()
-    not_appropriate = serializers.IntegerField()
-    pii = serializers.IntegerField()
-    hate_speech = serializers.IntegerField()
-    sexual_content = serializers.IntegerField()
-    political_content = serializers.IntegerField()
-
-
-class TrollboardView(APIView):
-    permission_classes = [IsModerator]
-
-    @extend_schema(operation_id="trollboard", responses={200: TrollboardEntrySerializer(many=True), **ERRORS},
-                   description="Moderators: users whose messages drew the most red flags, downvotes and bad labels.")
-    def get(self, request, frame):
-        entries = services.troll_counts(frame=frame_or_404(frame))
-        names = dict(get_user_model().objects.filter(pk__in=[e["user_id"] for e in entries])
-                     .values_list("pk", "username"))
-        return Response(TrollboardEntrySerializer([{**e, "username": names.get(e["user_id"], "")} for e in entries],
-                                                  many=True).data)

@@ -1,8 +1,5 @@
-"""Recording contribution events: the ledger points are counted from.
-
-Kept apart from ranking.services so that tasks.services can record events without an import
-cycle (ranking.services builds on tasks.services).
-"""
+"""Recording contribution events: the ledger points are counted from. The tasks services record
+them here as contributions happen (tasks is above ranking)."""
 
 from __future__ import annotations
 

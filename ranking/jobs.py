@@ -1,18 +1,9 @@
-"""Celery jobs of the ranking app: thin wrappers around its services."""
+"""Celery jobs of the ranking app: thin wrappers around its services. Scoring a tree (jobs
+"ranking.tree_score", "ranking.scoring_retry") is tasks.scoring: it writes the replies' ranks."""
 
 from celery import shared_task
 
 from ranking import services
-
-
-@shared_task(name="ranking.tree_score")
-def tree_score_job(tree_id: str) -> str:
-    return services.tree_score_or_fail(tree_id=tree_id).state
-
-
-@shared_task(name="ranking.scoring_retry")
-def scoring_retry_job() -> int:
-    return services.trees_scoring_retry()
 
 
 @shared_task(name="ranking.leaderboard_rebuild")

@@ -12,17 +12,20 @@ from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef
 from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from oasst.models import User
 from oasst.moderation_forms import DISMISS, HALT, REMOVAL, RESTORE, RESUME, confirm_then_apply, reason_form
 from oasst.text import mark_hidden
-from tasks import selectors, services
+from tasks import (
+    admin_users,  # noqa: F401  (registers the User admin)
+    selectors,
+    services,
+)
+from tasks.admin_reports import report_urls
 from tasks.export import ExportFilters, can_export, can_export_real_ids, export_lines, release_seed
 from tasks.models import FlaggedMessage, Message, MessageRevision, MessageTree, TreeState
 
@@ -354,32 +357,7 @@ class FlaggedMessageAdmin(admin.ModelAdmin):
     def get_urls(self):
         return [path("<int:flag_id>/resolve/<str:decision>/", self.admin_site.admin_view(self.resolve),
                      name="tasks_flaggedmessage_resolve"),
-                path("trollboard/", self.admin_site.admin_view(self.trollboard), name="trollboard"),
-                path("statistics/", self.admin_site.admin_view(self.statistics), name="moderation_statistics"),
-                *super().get_urls()]
-
-    def trollboard(self, request):
-        from ranking.models import Frame
-        from ranking.services import troll_counts
-
-        if not request.user.has_perm("ranking.view_trollboard"):
-            raise PermissionDenied
-        frame = request.GET.get("frame", "week")
-        if frame not in Frame.values:
-            frame = "week"
-        entries = troll_counts(frame=frame)
-        names = dict(User.objects.filter(pk__in=[e["user_id"] for e in entries]).values_list("pk", "username"))
-        for entry in entries:
-            entry["username"] = names.get(entry["user_id"], "")
-        return TemplateResponse(request, "admin/tasks/trollboard.html", {
-            **self.admin_site.each_context(request), "title": "Trollboard", "entries": entries, "frame": frame,
-            "frames": Frame.values})
-
-    def statistics(self, request):
-        if not request.user.has_perm("tasks.view_message"):
-            raise PermissionDenied
-        return TemplateResponse(request, "admin/tasks/statistics.html", {
-            **self.admin_site.each_context(request), "title": "Statistics", **selectors.moderation_statistics()})
+                *report_urls(self.admin_site), *super().get_urls()]
 
     def resolve(self, request, flag_id: int, decision: str):
         """One flag's decision, on a page that shows the message and asks for the reason."""

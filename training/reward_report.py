@@ -4,29 +4,9 @@ coin on the same pairs (``training.evaluation`` computes them)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def export_manifest(data: str) -> dict | None:
-    """The manifest an export may write beside its file (``<file>.manifest.json`` or ``manifest.json``)."""
-    path = Path(data)
-    for candidate in (path.with_name(path.name + ".manifest.json"), path.parent / "manifest.json"):
-        if candidate.is_file():
-            try:
-                return json.loads(candidate.read_text())
-            except json.JSONDecodeError:
-                return None
-    return None
+from training.outputs import manifest_and_hyperparameters_markdown, pyplot
 
 
 def format_interval(interval: list[float] | None) -> str:
@@ -182,17 +162,6 @@ def cross_validation_markdown(cv: dict) -> list[str]:
             f"| {fold['fold']} | {fold['trees']} | {fold['train_pairs']} | {evaluation['pairs']} "
             f"| {format_accuracy(evaluation)} | {_rule_text(rule)} | {fold['train_seconds']} |"
         )
-    return lines
-
-
-def manifest_and_hyperparameters_markdown(manifest: dict | None, config: dict) -> list[str]:
-    """The model cards' shared middle: the export manifest when one lies beside the data file, then the
-    hyperparameters table (every config field but the data and output paths)."""
-    lines = []
-    if manifest is not None:
-        lines += ["", "Export manifest:", "", "```json", json.dumps(manifest, indent=2), "```"]
-    lines += ["", "## Hyperparameters", "", "| parameter | value |", "| --- | --- |"]
-    lines += [f"| {key} | `{value}` |" for key, value in config.items() if key not in ("data", "output")]
     return lines
 
 

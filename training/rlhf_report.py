@@ -28,10 +28,14 @@ from pathlib import Path
 
 from training.data import PROMPT_KINDS, PromptItem, file_sha256, load_prompts, split_prompts_by_tree
 from training.evaluation import EVALUATION_SEED, RESAMPLES, SCORE_TIE, outcome, tree_bootstrap_interval, wilson_interval
+from training.outputs import code_version, pyplot
 from training.policy import Answer, chat_prompt, greedy_answers, left_padded, load_policy
-from training.ppo import PPOConfig, logprobs_from_logits, reward_model_provenance
-from training.reward import code_version, load_reward_model, quiet_libraries, score_replies
-from training.reward_report import format_interval, pyplot
+from training.ppo_config import PPOConfig
+from training.ppo_math import logprobs_from_logits
+from training.ppo_outputs import reward_model_provenance
+from training.reward import load_reward_model, score_replies
+from training.reward_report import format_interval
+from training.trainer_plumbing import quiet_libraries
 
 PPO_DEFAULTS = PPOConfig(reward_model="", prompts="", output="")
 METHODS = {

@@ -17,3 +17,10 @@ def training_run_of_folder(folder: str) -> TrainingRun | None:
         .order_by("-finished_at", "-pk")
         .first()
     )
+
+
+def user_data_sections(sender=None, *, user, **kwargs) -> dict:
+    """The training app's part of "download my data" (receiver of oasst.signals.user_data_requested,
+    connected in training.apps): the runs the user launched."""
+    return {"training_runs": list(TrainingRun.objects.filter(launched_by=user).order_by("created_at", "pk").values(
+        "id", "kind", "status", "data_file", "created_at", "finished_at"))}

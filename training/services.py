@@ -10,12 +10,21 @@ from django.db import transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from oasst.celery import enqueue_on_commit
+from oasst.celery import app
+from oasst.enqueue import enqueue_on_commit
 from training.models import RewardModelEvaluation, TrainingRun, TrainingRunParent
 from training.selectors import training_run_of_folder
 
 LOG_TAIL_CHARS = 4000
-# A queued run's error while its job could not be sent; oasst.resend_unsent_training_runs sends it again.
+# Each kind's job on the training queue, by name: training/jobs.py defines them (this module cannot import it, it
+# imports this one) and TrainingConfig.ready imports it, so every process has them registered.
+TRAINING_JOB_NAMES = {
+    TrainingRun.Kind.REWARD_MODEL: "training.reward_model_train",
+    TrainingRun.Kind.PPO: "training.ppo_train",
+    TrainingRun.Kind.DPO: "training.dpo_train",
+    TrainingRun.Kind.SFT: "training.sft_train",
+}
+# A queued run's error while its job could not be sent; training.runs_resend_unsent sends it again.
 JOB_NOT_SENT = "The job queue was unreachable at launch; the run is sent to it again once it answers."
 # The parameters (config fields) that name a model folder a run starts from, and the role of the run that wrote it.
 PARENT_FOLDERS = {
@@ -132,9 +141,7 @@ def training_run_launch(
     *, kind: str, data_file: str, data_sha256: str, parameters: dict, output_root: str, launched_by=None
 ) -> TrainingRun:
     """A queued run of any kind, handed to its job on the training queue once the row is committed."""
-    from training.jobs import TRAINING_JOBS
-
-    job = TRAINING_JOBS[kind]
+    job = app.tasks[TRAINING_JOB_NAMES[kind]]
     run = training_run_queue(
         kind=kind,
         parameters=parameters,
@@ -151,11 +158,10 @@ def training_run_launch(
 def training_runs_resend_unsent() -> int:
     """Send again the jobs of queued runs launched while the broker was down; returns how many were sent.
     A second message for a run is harmless: only one worker claims it (training_run_claim)."""
-    from training.jobs import TRAINING_JOBS
-
     sent = 0
     for run in TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, error=JOB_NOT_SENT).only("pk", "kind"):
-        TRAINING_JOBS[run.kind].apply_async((run.pk,))  # broker still down: this raises, the next sweep retries
+        # the broker still down: this raises, and the next sweep retries
+        app.tasks[TRAINING_JOB_NAMES[run.kind]].apply_async((run.pk,))
         TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED, error=JOB_NOT_SENT).update(error="")
         sent += 1
     return sent
@@ -186,14 +192,3 @@ def training_run_add_evaluation(
         summary=evaluation,
         report_file=report_file,
     )
-
-
-@transaction.atomic
-def messages_reward_score_store(*, scores: dict) -> int:
-    """Reward-model scores by message id, written in batches; returns how many messages were updated."""
-    from tasks.models import Message
-
-    messages = list(Message.objects.filter(pk__in=scores).only("pk"))
-    for message in messages:
-        message.reward_score = scores[message.pk]
-    return Message.objects.bulk_update(messages, ["reward_score"], batch_size=500)

@@ -23,16 +23,16 @@ from pathlib import Path
 
 from training.data import Turn, read_messages, split_prompts_by_tree
 from training.dpo import completion_text
+from training.outputs import (
+    code_version,
+    export_manifest,
+    manifest_and_hyperparameters_markdown,
+    pyplot,
+    remove_empty_checkpoints,
+)
 from training.pairs import data_files, source_sha256
 from training.policy import chat_prompt, default_policy_path, greedy_answers, load_policy
-from training.reward import (
-    code_version,
-    progress_callback,
-    quiet_libraries,
-    remove_empty_checkpoints,
-    trainer_arguments,
-)
-from training.reward_report import export_manifest, manifest_and_hyperparameters_markdown, pyplot
+from training.trainer_plumbing import progress_callback, quiet_libraries, trainer_arguments
 
 IGNORED = -100  # the label of a token the loss skips (PyTorch's cross-entropy ignore_index)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")

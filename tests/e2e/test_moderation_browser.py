@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from oasst import services as user_services
+from oasst import moderation as user_moderation
 from oasst.models import ModerationEvent
 from tasks import services
 from tasks.models import FlaggedMessage, Message
@@ -178,7 +178,7 @@ def test_a_flag_decision_by_keyboard_asks_for_a_reason(live_server, page, screen
 def test_a_banned_contributor_is_told_on_the_dashboard(live_server, page, screenshot, console_errors, conversation):
     moderator = conversation[0]
     troll = UserFactory(username="troll")
-    user_services.user_ban(actor=moderator, user_id=troll.pk, reason="spam")
+    user_moderation.user_ban(actor=moderator, user_id=troll.pk, reason="spam")
     log_in(page, live_server, troll)
     page.goto(live_server.url + "/")
     page.get_by_role("alert").get_by_text("Your account is banned from contributing.").wait_for()

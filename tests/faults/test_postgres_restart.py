@@ -18,8 +18,8 @@ import pytest
 import requests
 from rest_framework.authtoken.models import Token
 
-from ranking.services import trees_scoring_retry
 from tasks.models import Message, Task
+from tasks.scoring import trees_scoring_retry
 from tasks.tree_manager import tree_config
 from tests.factories import UserFactory
 from tests.tasks.test_state_machine import (

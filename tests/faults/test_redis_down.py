@@ -12,9 +12,9 @@ from django.conf import settings
 from django.core.cache import cache
 
 from oasst.celery import app
-from ranking.services import trees_scoring_retry
 from tasks import services
 from tasks.models import MessageTree, TreeState
+from tasks.scoring import trees_scoring_retry
 from tests.conftest import token_client
 from tests.factories import UserFactory
 from tests.tasks.builders import reply, review, write_prompt
@@ -135,7 +135,7 @@ def test_jobs_enqueued_while_redis_is_down_are_sent_when_it_returns(small_trees,
         assert training_runs_resend_unsent() == 1
         sent = [json.loads(message) for message in client.lrange("training", 0, -1)]
         assert [(m["headers"]["task"], m["headers"]["argsrepr"]) for m in sent] == [
-            ("training.train_reward_model", f"({run.pk},)")]
+            ("training.reward_model_train", f"({run.pk},)")]
         run.refresh_from_db()
         assert run.error == ""
         assert training_runs_resend_unsent() == 0  # sent once

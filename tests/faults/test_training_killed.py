@@ -1,6 +1,6 @@
 """A training command killed mid-run ends `failed`, never stuck `running`: on SIGTERM the command
 records the failure itself; on SIGKILL it cannot, its heartbeat stops and the stale-run check
-(training.fail_stale_runs) fails the run."""
+(training.runs_fail_stale) fails the run."""
 
 import signal
 import time

@@ -73,14 +73,14 @@ def test_the_embedded_worker_runs_the_beat_schedule_but_not_a_job_an_admin_pause
 
     beat_schedule_mirror()  # into django-celery-beat's tables, where an admin pauses a job
     ran = []
-    for name in ("tasks.expire_tasks", "tasks.lottery_activate"):
+    for name in ("tasks.tasks_expire", "tasks.lottery_activate"):
         monkeypatch.setattr(app.tasks[name], "run", lambda *args, name=name: ran.append(name))
     PeriodicTask.objects.filter(name="lottery-activate").update(enabled=False)
     settings.CELERY_BEAT_SCHEDULE = {
         "tasks-expire": {**settings.CELERY_BEAT_SCHEDULE["tasks-expire"], "schedule": 0.2},
         "lottery-activate": {**settings.CELERY_BEAT_SCHEDULE["lottery-activate"], "schedule": 0.2},
     }
-    wait_for(lambda: "tasks.expire_tasks" in ran, seconds=10)
+    wait_for(lambda: "tasks.tasks_expire" in ran, seconds=10)
     assert "tasks.lottery_activate" not in ran
 
 

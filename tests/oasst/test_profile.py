@@ -394,13 +394,14 @@ def test_delete_page_shows_the_refusal_for_an_administrator(db):
 
 
 def test_profile_page_query_count_does_not_grow_with_the_messages(user, logged_in, django_assert_num_queries):
-    # session, user, score aggregate + upsert, leaderboard ranks, contribution summary, the page of messages
-    with django_assert_num_queries(7):
+    # session, user, score aggregate (read, not stored: a GET writes nothing), leaderboard ranks, contribution
+    # summary, the page of messages
+    with django_assert_num_queries(6):
         assert logged_in.get("/profile/").status_code == 200
     contributions(user, 30)
     ContributionEvent.objects.bulk_create([ContributionEvent(user=user, kind=kind, created_at=timezone.now())
                                            for kind in ("prompt", "assistant_reply", "ranked_1st")])
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(6):
         response = logged_in.get("/profile/")
     assert response.status_code == 200
     assert len(response.context["rows"]) == 20

@@ -16,6 +16,7 @@ from django.db import models
 from django.test import Client
 from django.urls import reverse
 
+from oasst import moderation as user_moderation
 from oasst import services as account_services
 from oasst.errors import ServiceError
 from oasst.forms import AccountDeleteForm, ProfileSettingsForm
@@ -178,10 +179,10 @@ def test_ban_reason_is_stripped_and_an_overlong_one_refused(moderators_group):
     moderator = AdminFactory()
     target = UserFactory()
     with pytest.raises(ServiceError, match="at most 500 characters"):
-        account_services.user_ban(actor=moderator, user_id=target.pk, reason="b" * 501)
+        user_moderation.user_ban(actor=moderator, user_id=target.pk, reason="b" * 501)
     target.refresh_from_db()
     assert not target.is_banned and not ModerationEvent.objects.exists()
-    account_services.user_ban(actor=moderator, user_id=target.pk, reason="  " + "b" * 500 + "  ")
+    user_moderation.user_ban(actor=moderator, user_id=target.pk, reason="  " + "b" * 500 + "  ")
     target.refresh_from_db()
     assert target.is_banned and target.ban_reason == "b" * 500
 

@@ -182,14 +182,15 @@ def test_the_flagged_queue_cannot_ban_a_protected_author(client, people, role):
 
 def test_the_services_refuse_a_moderator_on_a_protected_account(people):
     """The check lives in the services: any future route inherits it."""
-    from oasst import services
+    from oasst import moderation
     from oasst.errors import Forbidden
+    from tasks.services import user_purge_messages
 
     target = people["researcher"]
-    for call in (lambda: services.user_ban(actor=people["actor"], user_id=target.pk, reason="x"),
-                 lambda: services.user_unban(actor=people["actor"], user_id=target.pk),
-                 lambda: services.user_purge_messages(actor=people["actor"], user_id=target.pk),
-                 lambda: services.user_anonymise(actor=people["actor"], user_id=target.pk)):
+    for call in (lambda: moderation.user_ban(actor=people["actor"], user_id=target.pk, reason="x"),
+                 lambda: moderation.user_unban(actor=people["actor"], user_id=target.pk),
+                 lambda: user_purge_messages(actor=people["actor"], user_id=target.pk),
+                 lambda: moderation.user_anonymise(actor=people["actor"], user_id=target.pk)):
         with pytest.raises(Forbidden) as refused:
             call()
         assert refused.value.code == "protected_account"

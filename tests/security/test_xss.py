@@ -15,7 +15,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from oasst import moderation as user_moderation
 from oasst import services as account_services
+from oasst.errors import NotFound
 from oasst.templatetags.oasst_tags import render_markdown
 from ranking.services import leaderboard_rebuild
 from tasks import services
@@ -213,7 +215,7 @@ def xss_world(db, small_trees, moderators_group) -> dict:
         for _ in range(8):
             try:
                 task = services.task_request(user=labeller, task_type="label_initial_prompt", lang="en")
-            except services.NotFound:
+            except NotFound:
                 break
             label_tasks.append(task)
     for task in label_tasks[: len(PAYLOADS) // 2]:
@@ -230,7 +232,7 @@ def xss_world(db, small_trees, moderators_group) -> dict:
     banned = UserFactory(username="banned")
     account_services.profile_update(user=banned, display_name=SHORT_PAYLOADS[4], preferred_language="en",
                                     show_on_leaderboard=True)
-    account_services.user_ban(actor=moderator, user_id=banned.pk, reason=PAYLOADS[9])
+    user_moderation.user_ban(actor=moderator, user_id=banned.pk, reason=PAYLOADS[9])
     for frame in ("day", "week", "month", "total"):
         leaderboard_rebuild(frame=frame)
 

@@ -4,12 +4,14 @@ users than it needs, no parent passes its child limit, and a retried submit make
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from oasst.errors import ServiceError
-from tasks import services
+from tasks import selectors, services
 from tasks.models import Message, MessageTree, Task, TaskType
 from tests.factories import UserFactory
 from tests.tasks.builders import labels_for, prompt_in_ranking, review, write_prompt
@@ -124,14 +126,14 @@ def test_random_requests_from_many_users_respect_every_reservation(crowd, tree_s
         results = all_at_once([lambda u=u: services.task_request(user=u, lang="en") for u in crowd])
         assert not [r for r in results if getattr(r, "code", "no_task") not in ("ok", "no_task")
                     and not isinstance(r, Task)]
-    open_by_item = Counter(services.selectors.open_tasks().exclude(item=None).values_list("item_id", "type"))
+    open_by_item = Counter(selectors.open_tasks().exclude(item=None).values_list("item_id", "type"))
     for (item_id, task_type), n in open_by_item.items():
         message = Message.objects.get(pk=item_id)
         if task_type == TaskType.LABEL_INITIAL_PROMPT:
             assert n <= 2 - message.review_count
         elif task_type == TaskType.ASSISTANT_REPLY:
             assert n <= 2 - message.children_count
-    per_user_items = Counter(services.selectors.open_tasks().exclude(item=None).values_list("user_id", "item_id"))
+    per_user_items = Counter(selectors.open_tasks().exclude(item=None).values_list("user_id", "item_id"))
     assert max(per_user_items.values(), default=1) == 1
 
 
@@ -160,4 +162,4 @@ def test_review_requests_and_submissions_on_one_tree_do_not_deadlock(crowd, tree
                   for u in reviewers[12:]]
         results = all_at_once(calls)  # any database error (a deadlock) would raise here
         assert all(isinstance(r, (Task, ServiceError)) or r.__class__.__name__ == "Review" for r in results)
-        services.tasks_expire(now=services.timezone.now() + services.timedelta(days=3))
+        services.tasks_expire(now=timezone.now() + timedelta(days=3))

@@ -2,6 +2,7 @@
 
 import pytest
 
+from oasst.errors import Forbidden, ServiceError
 from oasst.models import ModerationEvent
 from tasks import services
 from tasks.models import FlaggedMessage, Message, MessageRevision, MessageTree, TreeState
@@ -29,7 +30,7 @@ def test_who_may_open_the_message_admin(client, role, status, moderator):
 def test_staff_without_the_group_cannot_run_moderation_services(conversation):
     prompt, answer, _ = conversation
     staff = UserFactory(is_staff=True)
-    with pytest.raises(services.Forbidden):
+    with pytest.raises(Forbidden):
         services.message_delete(actor=staff, message_id=answer.pk)
     assert not Message.objects.filter(deleted=True).exists() and not ModerationEvent.objects.exists()
 
@@ -171,21 +172,21 @@ def test_moderation_api_for_moderator_tokens(moderator, conversation):
 
 
 def test_ban_takes_effect_at_once_and_unban_restores(client, moderator, conversation):
-    from oasst import services as user_services
+    from oasst import moderation as user_moderation
     from tests.conftest import token_client
 
     troll = UserFactory(username="bad")
     task = services.task_request(user=troll, task_type="initial_prompt", lang="en")
     api = token_client(troll)
-    user_services.user_ban(actor=moderator, user_id=troll.pk, reason="spam")
+    user_moderation.user_ban(actor=moderator, user_id=troll.pk, reason="spam")
     assert api.post(f"/api/v1/tasks/{task.pk}/submit/", {"text": "hello"}).json()["code"] == "banned"
     assert api.post("/api/v1/tasks/", {"type": "random", "lang": "en"}).json()["code"] == "banned"
     client.force_login(troll)
     assert client.post("/tasks/new/", {"type": "initial_prompt"}).status_code == 403
-    user_services.user_unban(actor=moderator, user_id=troll.pk, reason="appeal")
+    user_moderation.user_unban(actor=moderator, user_id=troll.pk, reason="appeal")
     assert api.post("/api/v1/tasks/", {"type": "initial_prompt", "lang": "en"}).status_code == 201
-    with pytest.raises(services.Forbidden):
-        user_services.user_ban(actor=UserFactory(is_staff=True), user_id=troll.pk)
+    with pytest.raises(Forbidden):
+        user_moderation.user_ban(actor=UserFactory(is_staff=True), user_id=troll.pk)
     assert list(ModerationEvent.objects.order_by("created_at").values_list("action", flat=True)) == [
         "user_ban", "user_unban"]
 
@@ -195,7 +196,6 @@ def test_purge_a_users_messages_in_a_date_range(moderator, conversation):
 
     from django.utils import timezone
 
-    from oasst import services as user_services
 
     prompt, answer, follow_up = conversation
     troll = answer.author
@@ -204,12 +204,12 @@ def test_purge_a_users_messages_in_a_date_range(moderator, conversation):
     services.lottery_activate(lang="en")
     old = reply_to(troll, other_prompt, "An older spam reply")
     Message.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=10))
-    deleted = user_services.user_purge_messages(actor=moderator, user_id=troll.pk,
+    deleted = services.user_purge_messages(actor=moderator, user_id=troll.pk,
                                                 since=timezone.now() - timedelta(days=1), reason="spammer")
     assert deleted == 2  # the recent reply and its follow-up; the old one is outside the range
     assert set(Message.objects.filter(deleted=True).values_list("pk", flat=True)) == {answer.pk, follow_up.pk}
-    with pytest.raises(services.ServiceError):
-        user_services.user_purge_messages(actor=moderator, user_id=troll.pk, since=timezone.now(),
+    with pytest.raises(ServiceError):
+        services.user_purge_messages(actor=moderator, user_id=troll.pk, since=timezone.now(),
                                           until=timezone.now() - timedelta(days=1))
 
 

@@ -6,7 +6,8 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from oasst import services as user_services
+from oasst import moderation as user_moderation
+from oasst.errors import Conflict
 from oasst.models import ModerationEvent, User
 from ranking.models import RankingResult
 from tasks import services
@@ -28,7 +29,7 @@ def test_a_second_report_by_the_same_user_is_refused_and_not_counted(conversatio
     _, answer, _ = conversation
     reporter = UserFactory()
     services.message_report(user=reporter, message_id=answer.pk, reason="spam link")
-    with pytest.raises(services.Conflict) as refused:
+    with pytest.raises(Conflict) as refused:
         services.message_report(user=reporter, message_id=answer.pk, reason="spam link again")
     assert refused.value.code == "already_reported"
     flag = FlaggedMessage.objects.get(message=answer)
@@ -64,7 +65,7 @@ def test_a_red_flag_toggled_again_counts_once_and_a_report_after_it_adds_the_rea
     services.message_report(user=user, message_id=answer.pk, reason="advertising")
     flag.refresh_from_db()
     assert flag.reports == 1 and flag.reasons == ["red flag", "advertising"]
-    with pytest.raises(services.Conflict):
+    with pytest.raises(Conflict):
         services.message_report(user=user, message_id=answer.pk, reason="more")
 
 
@@ -104,12 +105,12 @@ def test_the_migration_merges_a_users_red_flag_and_review_report_into_one_report
 
 def test_a_banned_contributor_sees_the_ban_on_the_dashboard_and_no_task_buttons(client, moderator):
     troll = UserFactory()
-    user_services.user_ban(actor=moderator, user_id=troll.pk, reason="spam")
+    user_moderation.user_ban(actor=moderator, user_id=troll.pk, reason="spam")
     client.force_login(troll)
     page = client.get("/", follow=True).content.decode()
     assert "Your account is banned from contributing." in page
     assert "Give me a task" not in page and 'action="/tasks/new/"' not in page
-    user_services.user_unban(actor=moderator, user_id=troll.pk, reason="appeal")
+    user_moderation.user_unban(actor=moderator, user_id=troll.pk, reason="appeal")
     page = client.get(reverse("dashboard")).content.decode()
     assert "banned" not in page and "Give me a task" in page
 

@@ -15,7 +15,7 @@ from django.db import connection, connections
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tasks import services
+from tasks import selectors, services
 from tasks.models import Message, MessageTree, Task
 from tests.factories import UserFactory
 from tests.tasks.builders import prompt_in_ranking, reply, review, write_prompt
@@ -73,7 +73,7 @@ def outcomes(responses) -> Counter:
 
 
 def open_items(user) -> Counter:
-    return Counter(services.selectors.open_tasks(user=user).exclude(item=None).values_list("item_id", flat=True))
+    return Counter(selectors.open_tasks(user=user).exclude(item=None).values_list("item_id", flat=True))
 
 
 def test_concurrent_requests_from_one_user_stop_at_the_pending_cap(concurrent_db, tree_settings):

@@ -6,10 +6,11 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from ranking.jobs import scoring_retry_job, tree_score_job
+from oasst.errors import NotFound
 from tasks import services
 from tasks.jobs import lottery_activate_job, tasks_expire_job
 from tasks.models import FlaggedMessage, Message, MessageTree, Task, TreeState
+from tasks.scoring import scoring_retry_job, tree_score_job
 from tests.conftest import token_client
 from tests.factories import UserFactory
 from tests.tasks.builders import reply, review, write_prompt
@@ -35,7 +36,7 @@ def test_expired_tasks_release_their_slot_and_the_item_is_offered_again(people, 
     tree_settings(num_reviews_initial_prompt=1)
     prompt = write_prompt(people[0])
     task = services.task_request(user=people[1], task_type="label_initial_prompt", lang="en")
-    with pytest.raises(services.NotFound):
+    with pytest.raises(NotFound):
         services.task_request(user=people[2], task_type="label_initial_prompt", lang="en")
     Task.objects.filter(pk=task.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert tasks_expire_job.delay().get() == 1
@@ -66,7 +67,7 @@ def test_skipping_a_reply_task_counts_toward_halting_the_tree(people, tree_setti
         services.task_nack(user=user, task_id=task.pk, reason="too hard")
     tree = MessageTree.objects.get(pk=growing_prompt.tree_id)
     assert tree.state == TreeState.HALTED_BY_MODERATOR and tree.halted_from_state == TreeState.GROWING
-    with pytest.raises(services.NotFound):
+    with pytest.raises(NotFound):
         services.task_request(user=people[4], task_type="assistant_reply", lang="en")
     services.tree_resume(tree_id=tree.pk)
     assert services.task_request(user=people[4], task_type="assistant_reply", lang="en")
@@ -75,7 +76,7 @@ def test_skipping_a_reply_task_counts_toward_halting_the_tree(people, tree_setti
 def test_skipped_item_is_not_offered_to_the_same_user_again(people, growing_prompt):
     task = services.task_request(user=people[2], task_type="assistant_reply", lang="en")
     services.task_nack(user=people[2], task_id=task.pk, reason="")
-    with pytest.raises(services.NotFound):
+    with pytest.raises(NotFound):
         services.task_request(user=people[2], task_type="assistant_reply", lang="en")
     assert services.task_request(user=people[3], task_type="assistant_reply", lang="en").item_id == growing_prompt.pk
 
@@ -227,7 +228,7 @@ def test_message_and_tree_endpoints(people, growing_prompt):
 
 
 def test_tasks_in_another_language_are_not_offered(people, growing_prompt):
-    with pytest.raises(services.NotFound):
+    with pytest.raises(NotFound):
         services.task_request(user=people[2], task_type="assistant_reply", lang="de")
 
 

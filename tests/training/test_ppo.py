@@ -9,10 +9,9 @@ import torch
 from django.core.management import CommandError, call_command
 
 from training.models import TrainingRun
-from training.ppo import (
+from training.ppo_config import PPOConfig
+from training.ppo_math import (
     AdaptiveKLController,
-    PPOConfig,
-    PPOTrainer,
     RunningMoments,
     clipped_policy_loss,
     clipped_value_loss,
@@ -21,6 +20,7 @@ from training.ppo import (
     masked_mean,
     masked_whiten,
 )
+from training.ppo_trainer import PPOTrainer
 
 from .tiny_models import MARKER, TINY_PPO, run_ppo
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 from tasks.models import Message, MessageTree, Role, TreeState
 from tests.factories import AdminFactory, UserFactory
 from training import services
-from training.jobs import stale_runs_fail_job, train_reward_model_job
+from training.jobs import reward_model_train_job, runs_fail_stale_job
 from training.models import TrainingRun
 
 from .tiny_models import MARKER, write_synthetic_export
@@ -38,7 +38,7 @@ def job_run(tiny_bert, tmp_path_factory, django_db_setup, django_db_blocker):
     write_synthetic_export(data, trees=60, seed=1)
     with django_db_blocker.unblock():
         run = queue_run(data, folder / "models", tiny_bert)
-        status = train_reward_model_job.delay(run.pk).get()
+        status = reward_model_train_job.delay(run.pk).get()
         run.refresh_from_db()
     yield run, status
     with django_db_blocker.unblock():
@@ -61,7 +61,7 @@ def test_the_job_trains_a_queued_run_to_succeeded_with_metrics_and_outputs(job_r
 def test_the_job_leaves_a_run_that_is_not_queued_alone(tmp_path, tiny_bert):
     run = queue_run(tmp_path / "none.jsonl", tmp_path, tiny_bert)
     TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.CANCELLED)
-    assert train_reward_model_job.delay(run.pk).get() == "not queued"
+    assert reward_model_train_job.delay(run.pk).get() == "not queued"
     assert TrainingRun.objects.get(pk=run.pk).status == TrainingRun.Status.CANCELLED
 
 
@@ -70,7 +70,7 @@ def test_a_bad_data_file_ends_the_run_failed_with_the_error_and_traceback(tmp_pa
     data = tmp_path / "broken.jsonl"
     data.write_text("this is not json\n")
     run = queue_run(data, tmp_path / "models", tiny_bert)
-    assert train_reward_model_job.delay(run.pk).get() == TrainingRun.Status.FAILED
+    assert reward_model_train_job.delay(run.pk).get() == TrainingRun.Status.FAILED
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.FAILED and run.finished_at is not None
     assert run.error.endswith("broken.jsonl:1: not a JSON object (Expecting value)")
@@ -84,16 +84,9 @@ def test_a_crash_in_training_ends_the_run_failed_with_the_exception(tmp_path, ti
 
     monkeypatch.setattr("training.jobs.train_reward_model", crash)
     run = queue_run(tmp_path / "export.jsonl", tmp_path, tiny_bert)
-    train_reward_model_job.delay(run.pk).get()
+    reward_model_train_job.delay(run.pk).get()
     run.refresh_from_db()
     assert (run.status, run.error) == (TrainingRun.Status.FAILED, "RuntimeError: out of memory")
-
-
-def test_training_jobs_are_routed_to_the_training_queue():
-    from oasst.celery import app
-
-    assert app.amqp.router.route({}, "training.train_reward_model")["queue"].name == "training"
-    assert app.amqp.router.route({}, "tasks.expire_tasks")["queue"].name == "default"
 
 
 @pytest.mark.django_db
@@ -114,7 +107,7 @@ def test_stale_job_fails_only_running_runs_silent_for_longer_than_the_setting(se
     silent = run(TrainingRun.Status.RUNNING, 31)
     alive = run(TrainingRun.Status.RUNNING, 5)
     queued = run(TrainingRun.Status.QUEUED, 120)
-    assert stale_runs_fail_job.delay().get() == 1
+    assert runs_fail_stale_job.delay().get() == 1
     silent.refresh_from_db()
     assert silent.status == TrainingRun.Status.FAILED and "30 minutes" in silent.error
     assert silent.finished_at is not None
@@ -158,7 +151,7 @@ def test_a_superuser_launches_a_queued_run_enqueued_after_commit(
     client, export_dir, tiny_bert, monkeypatch, django_capture_on_commit_callbacks
 ):
     enqueued = []
-    monkeypatch.setattr(train_reward_model_job, "delay", enqueued.append)
+    monkeypatch.setattr(reward_model_train_job, "delay", enqueued.append)
     admin = AdminFactory()
     client.force_login(admin)
     form = {"data_file": "oasst-trees-2026-11-25.jsonl", "base_model": str(tiny_bert), "epochs": "2", "lr": "0.001",

@@ -14,8 +14,9 @@ from django.utils import timezone
 from training.data import PreferencePair
 from training.evaluation import evaluate_preference_pairs
 from training.models import TrainingRun
+from training.outputs import code_version
 from training.pairs import data_files, evaluation_pairs
-from training.reward import code_version, load_reward_model, score_pairs
+from training.reward import load_reward_model, score_pairs
 from training.reward_report import evaluation_lines, plot_accuracy
 from training.services import training_run_add_evaluation
 

@@ -8,9 +8,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from tasks.models import Message, MessageTree, Role, TreeState
+from tasks.services import message_reward_scores_set
 from training.data import Turn
 from training.reward import load_reward_model, score_replies
-from training.services import messages_reward_score_store
 
 SCORING_CHUNK = 1000  # replies scored and stored together; trees are gathered until a chunk is full
 
@@ -65,7 +65,7 @@ class Command(BaseCommand):
                 reading=reading,
                 batch_size=options["batch_size"],
             )
-            return messages_reward_score_store(
+            return message_reward_scores_set(
                 scores={message.pk: score for (message, _), score in zip(pending, scores, strict=True)}
             )
 

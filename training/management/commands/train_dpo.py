@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from training.dpo import DPOTrainingConfig, _number, train_dpo
+from training.dpo import DPOTrainingConfig, number_or_na, train_dpo
 from training.management.commands import train_reward_model
 from training.models import TrainingRun
 from training.policy import PolicyMissing, default_policy_path
@@ -50,14 +50,17 @@ class Command(train_reward_model.Command):
             ("data", f"{data['file']} (sha256 {data['sha256'][:16]}...)"),
             ("train trees / pairs", f"{data['train']['trees']} / {data['train_pairs_used']}"),
             ("held-out trees / pairs", f"{data['eval']['trees']} / {data['eval_pairs_used']}"),
-            ("held-out preference accuracy", _number(evaluation["accuracy"])),
+            ("held-out preference accuracy", number_or_na(evaluation["accuracy"])),
         ]
         rows += [
-            (f"  rank gap {gap}", f"{_number(row['accuracy'])} ({row['pairs']} pairs)")
+            (f"  rank gap {gap}", f"{number_or_na(row['accuracy'])} ({row['pairs']} pairs)")
             for gap, row in evaluation.get("by_rank_gap", {}).items()
         ]
         rows += [
-            ("held-out DPO loss before / after", f"{_number(before.get('loss'))} / {_number(after.get('loss'))}"),
+            (
+                "held-out DPO loss before / after",
+                f"{number_or_na(before.get('loss'))} / {number_or_na(after.get('loss'))}",
+            ),
             ("training time", f"{metrics['train_seconds']} s ({metrics['train_samples_per_second']} pairs/s)"),
             ("code version", metrics["code_version"] or "unknown"),
             ("output", metrics["config"]["output"]),

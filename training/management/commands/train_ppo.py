@@ -11,9 +11,10 @@ from django.core.management.base import BaseCommand, CommandError
 from training.data import PROMPT_KINDS, file_sha256
 from training.management.commands.train_reward_model import raise_on_sigterm
 from training.models import TrainingRun
+from training.outputs import code_version
 from training.policy import PolicyMissing, default_policy_path
-from training.ppo import PPOConfig, Processes, processes_start, processes_stop, step_line, train_ppo
-from training.reward import code_version
+from training.ppo import PPOConfig, step_line, train_ppo
+from training.processes import Processes, processes_start, processes_stop
 from training.services import training_run_fail, training_run_progress, training_run_start, training_run_succeed
 
 STEPS_AND_EVALUATIONS = ("steps", "evaluations")

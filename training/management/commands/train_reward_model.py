@@ -10,6 +10,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from training.jobs import BULKY_METRICS
 from training.models import TrainingRun
 from training.pairs import OASST, check_sources, detect_layout, source_sha256
 from training.reward import (
@@ -181,8 +182,6 @@ class Command(BaseCommand):
     def train_recorded(self, kind: str, config, train) -> dict:
         """train(config, progress=...) recorded as a TrainingRun: failed with the error, or succeeded with the
         metrics (per-step and per-item lists stay in the output folder's metrics.json)."""
-        from training.jobs import BULKY_METRICS
-
         self.run = training_run_start(
             kind=kind,
             parameters={key: value for key, value in asdict(config).items() if key not in ("data", "output")},

@@ -1,5 +1,8 @@
-"""Admin for users: find a contributor fast, see their state and troll score, ban, unban, purge.
-Bans and purges go through oasst.services, which check the permission and write the audit log."""
+"""Admin for users: find a contributor fast, see their state, scores and troll score, ban, unban,
+purge, anonymise; and the moderation audit log (read-only). It lives in tasks, above the data it
+shows (scores from ranking) and the purge it runs (content moderation); bans and anonymising go
+through oasst.moderation, which checks the permission and writes the audit log. Registered when the
+admin imports tasks.admin (the User admin after django.contrib.auth's, as before the move)."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -9,9 +12,12 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseForbidden
 from django.utils.html import escape
 
-from oasst import services
+from oasst import moderation
 from oasst.models import ModerationEvent, User
 from oasst.moderation_forms import REMOVAL, RESTORE, confirm_then_apply, reason_form
+from ranking.selectors import user_scores
+from tasks.selectors import troll_counts
+from tasks.services import user_purge_messages
 
 
 class ReasonForm(forms.Form):
@@ -81,8 +87,8 @@ class UserAdmin(DjangoUserAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         """The change form of a moderator, researcher, staff account or superuser is read-only to
-        moderators (see services.check_may_moderate_user)."""
-        if obj is not None and not request.user.is_superuser and services.protected_account_kind(obj):
+        moderators (see oasst.moderation.check_may_moderate_user)."""
+        if obj is not None and not request.user.is_superuser and moderation.protected_account_kind(obj):
             return False
         return super().has_change_permission(request, obj)
 
@@ -91,16 +97,14 @@ class UserAdmin(DjangoUserAdmin):
             target = self.get_object(request, unquote(object_id))
             if target is not None:
                 try:
-                    services.check_may_moderate_user(request.user, target, action="edit")
+                    moderation.check_may_moderate_user(request.user, target, action="edit")
                 except ValidationError as error:  # a forged POST: the form it came from was read-only
                     return HttpResponseForbidden(escape(" ".join(error.messages)))
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
-            from ranking.services import troll_counts, user_scores_refresh
-
-            context["scores"] = user_scores_refresh(user=obj)
+            context["scores"] = user_scores(user=obj)
             trolling = troll_counts(frame="total", user_id=obj.pk)
             context["troll"] = trolling[0] if trolling else None
             context["recent_events"] = ModerationEvent.objects.filter(target_type="user", target_id=str(obj.pk))[:10]
@@ -126,26 +130,26 @@ class UserAdmin(DjangoUserAdmin):
     @admin.action(description="Ban…", permissions=["moderate"])
     def ban(self, request, queryset):
         return self._with_form(request, queryset, reason_form(request, REMOVAL), "Ban", "ban",
-                               lambda user, data: services.user_ban(actor=request.user, user_id=user.pk,
+                               lambda user, data: moderation.user_ban(actor=request.user, user_id=user.pk,
                                                                     reason=data["full_reason"]))
 
     @admin.action(description="Unban…", permissions=["moderate"])
     def unban(self, request, queryset):
         return self._with_form(request, queryset, reason_form(request, RESTORE), "Unban", "unban",
-                               lambda user, data: services.user_unban(actor=request.user, user_id=user.pk,
+                               lambda user, data: moderation.user_unban(actor=request.user, user_id=user.pk,
                                                                       reason=data["full_reason"]))
 
     @admin.action(description="Purge their messages…", permissions=["moderate"])
     def purge_messages(self, request, queryset):
         return self._with_form(request, queryset, self._given(request, PurgeForm), "Purge messages", "purge_messages",
-                               lambda user, data: services.user_purge_messages(
+                               lambda user, data: user_purge_messages(
                                    actor=request.user, user_id=user.pk, since=data["since"], until=data["until"],
                                    reason=data["reason"]))
 
     @admin.action(description="Anonymise (delete the account)…", permissions=["moderate"])
     def anonymise(self, request, queryset):
         return self._with_form(request, queryset, self._given(request, ReasonForm), "Anonymise", "anonymise",
-                               lambda user, data: services.user_anonymise(actor=request.user, user_id=user.pk,
+                               lambda user, data: moderation.user_anonymise(actor=request.user, user_id=user.pk,
                                                                           reason=data["reason"]))
 
 

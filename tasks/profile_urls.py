@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from oasst import views
+from tasks import profile_views as views
 
 urlpatterns = [
     path("", views.profile, name="profile"),

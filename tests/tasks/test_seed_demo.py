@@ -9,9 +9,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import transaction
 
-from oasst.management.commands.seed_demo import DEMO_USERS
 from ranking.models import Ranking
 from tasks import services
+from tasks.management.commands.seed_demo import DEMO_USERS
 from tasks.models import EmojiReaction, FlaggedMessage, Message, MessageTree, Review, Task, TreeState
 
 DEMO_STATES = {
@@ -49,7 +49,7 @@ def test_seed_demo_creates_the_admin_once(settings):
 
 
 @pytest.mark.django_db
-def test_seed_demo_creates_a_moderator_who_can_moderate_but_not_administer(settings, client):
+def test_seed_demo_creates_a_moderator_who_can_moderate_but_not_administer(settings, client, moderators_group):
     settings.DEBUG = True
     output = seed()
     seed()

@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from oasst.errors import NotFound
 from ranking.models import Frame, Ranking
-from ranking.services import leaderboard_rebuild, tree_score_or_fail
+from ranking.services import leaderboard_rebuild
 from tasks import services
 from tasks.models import (
     EmojiReaction,
@@ -43,6 +43,7 @@ from tasks.models import (
     TaskType,
     TreeState,
 )
+from tasks.scoring import tree_score_or_fail
 from tasks.tree_manager import tree_config
 
 DEMO_ADMIN = ("admin", "admin@example.org", "admin")
