@@ -142,6 +142,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {name: {"queue": "training"} for name in (
     "training.reward_model_train", "training.ppo_train", "training.dpo_train", "training.sft_train",
     "training.train_reward_model", "training.train_ppo", "training.train_dpo", "training.train_sft",
+    # scoring replies with the reward model in service loads torch: only the training worker has it
+    "training.replies_score", "training.replies_rescore",
 )}
 # A running training run silent for this long is failed by training.runs_fail_stale (its worker died).
 TRAINING_STALE_MINUTES = env.int("OASST_TRAINING_STALE_MINUTES", 30, minimum=1)
@@ -215,6 +217,8 @@ OASST = {
     "weight_reply": env.float("OASST_WEIGHT_REPLY", 2, minimum=0),
     "weight_prompt": env.float("OASST_WEIGHT_PROMPT", 0.01, minimum=0),
     "good_ranking_tau": env.float("OASST_GOOD_RANKING_TAU", 0.5, minimum=-1, maximum=1),
+    # Prefer parents whose replies the reward model scores closest (0: off). tasks.tree_manager.by_uncertainty
+    "weight_ranking_uncertainty": env.float("OASST_WEIGHT_RANKING_UNCERTAINTY", 0.0, minimum=0),
 }
 
 # Authentication

@@ -26,6 +26,7 @@ from tasks import (
     services,
 )
 from tasks.admin_reports import report_urls
+from tasks.admin_scores import ScoreBandFilter, score_urls
 from tasks.export import ExportFilters, can_export, can_export_real_ids, export_lines, release_seed
 from tasks.models import FlaggedMessage, Message, MessageRevision, MessageTree, TreeState
 
@@ -93,7 +94,7 @@ class MessageAdmin(admin.ModelAdmin):
                     "reward_score", "deleted", "created_at")
     list_select_related = ("author", "tree")
     list_filter = ("lang", "role", "tree__state", "review_result", "deleted", "synthetic", FlaggedFilter,
-                   "created_at")
+                   ScoreBandFilter, "created_at")
     search_fields = ("text", "author__username", "=id")
     paginator = BoundedCountPaginator
     show_full_result_count = False
@@ -197,9 +198,9 @@ class MessageAdmin(admin.ModelAdmin):
                             each=lambda reason: _resume(self, request, trees, reason))
 
     def get_urls(self):
-        return [path("<path:object_id>/moderate/<str:step>/", self.admin_site.admin_view(self.moderate),
-                     name="tasks_message_moderate"),
-                *super().get_urls()]
+        return [*score_urls(self.admin_site),
+                path("<path:object_id>/moderate/<str:step>/", self.admin_site.admin_view(self.moderate),
+                     name="tasks_message_moderate"), *super().get_urls()]
 
     def moderate(self, request, object_id: str, step: str):
         """Delete or undelete one message from its own page, with a reason."""

@@ -105,6 +105,10 @@ class Message(models.Model):
     red_flags = models.PositiveIntegerField(default=0)
     edited = models.BooleanField(default=False)
     reward_score = models.FloatField(null=True, blank=True, help_text="Reward model score; low is a signal.")
+    reward_run_id = models.PositiveIntegerField(
+        null=True, blank=True, db_index=True,
+        help_text="The training run whose reward model gave reward_score (a plain id: training is above tasks).",
+    )
 
     class Meta:
         permissions = [("moderate_message", "Can delete, undelete, edit and flag messages")]

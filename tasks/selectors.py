@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection
@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from oasst.errors import NotFound
 from ranking import scoring
+from tasks import score_selectors
 from tasks.models import (
     EmojiReaction,
     Message,
@@ -223,6 +224,9 @@ def task_candidates(*, user, lang: str, config: TreeConfig, pools: dict[str, str
                                               children_count=children_count, reply_limit=reply_limit))
     if Pool.PROMPT in pools and PROMPTS_FULL not in markers:
         candidates[Pool.PROMPT].append(Candidate(pool=Pool.PROMPT))
+    if config.weight_ranking_uncertainty > 0 and candidates.get(Pool.RANKING):  # one more query, only when on
+        gaps = score_selectors.sibling_score_gaps(c.message_id for c in candidates[Pool.RANKING])
+        candidates[Pool.RANKING] = [replace(c, score_gap=gaps.get(c.message_id)) for c in candidates[Pool.RANKING]]
     return candidates, markers
 
 

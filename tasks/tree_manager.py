@@ -48,6 +48,7 @@ class TreeConfig:
     weight_reply: float = 2
     weight_prompt: float = 0.01
     good_ranking_tau: float = 0.5
+    weight_ranking_uncertainty: float = 0.0  # 0: off; see uncertainty()
 
     def pool_weights(self) -> dict[str, float]:
         return {
@@ -218,6 +219,16 @@ class Candidate:
     role: str = ""
     children_count: int = 0
     reply_limit: int = 0  # replies the parent may have (reply candidates only)
+    score_gap: float | None = None  # ranking: smallest gap between its replies' reward scores; None unscored
+
+
+NEUTRAL_UNCERTAINTY = 0.5
+
+
+def uncertainty(score_gap: float | None) -> float:
+    """How unsure the reward model is of a parent's replies' order, in (0, 1]: 1 when two replies score
+    the same, falling as the closest pair draws apart; NEUTRAL_UNCERTAINTY when the replies are unscored."""
+    return NEUTRAL_UNCERTAINTY if score_gap is None else 1.0 / (1.0 + abs(score_gap))
 
 
 def task_type_for(candidate: Candidate) -> str:
@@ -254,7 +265,20 @@ def order_candidates(candidates: Sequence[Candidate], config: TreeConfig, rng: r
         def lonely(c: Candidate) -> bool:
             return c.role == Role.PROMPTER and c.children_count < config.lonely_children_count
         shuffled.sort(key=lambda c: not lonely(c))
+    if shuffled and shuffled[0].pool == Pool.RANKING and config.weight_ranking_uncertainty > 0:
+        shuffled = by_uncertainty(shuffled, config.weight_ranking_uncertainty)
     return shuffled
+
+
+def by_uncertainty(shuffled: Sequence[Candidate], weight: float) -> list[Candidate]:
+    """Ranking candidates with the least sure first, as one factor beside chance: each keeps its random
+    place (0..1) less `weight` times its uncertainty above neutral. So A goes before B whenever
+    weight * (uncertainty A - uncertainty B) > 1; unscored parents are neutral (all unscored: order
+    unchanged). Uses no more randomness, and reorders only: it never adds a candidate."""
+    n = len(shuffled)
+    keyed = [(place / n - weight * (uncertainty(c.score_gap) - NEUTRAL_UNCERTAINTY), place, c)
+             for place, c in enumerate(shuffled)]
+    return [c for _, _, c in sorted(keyed, key=lambda item: item[:2])]
 
 
 def plan(candidates: Mapping[str, Sequence[Candidate]], weights: Mapping[str, float], config: TreeConfig,

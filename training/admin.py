@@ -18,6 +18,7 @@ from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
 
 from tasks.export import nightly_export
+from training.admin_serving import ServingAdminMixin
 from training.data import file_sha256
 from training.dpo import DPOTrainingConfig
 from training.models import TrainingRun
@@ -220,9 +221,10 @@ PATHS = ("data", "output", "prompts")
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "kind", "status", "progress", "held_out_result", "data_file", "launched_by", "created_at")
-    list_filter = ("kind", "status")
+class TrainingRunAdmin(ServingAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "kind", "status", "progress", "held_out_result", "in_service_mark", "data_file",
+                    "launched_by", "created_at")
+    list_filter = ("kind", "status", "in_service")
     search_fields = ("data_file", "output_dir", "data_sha256", "code_version")
     list_select_related = ("launched_by",)
     readonly_fields = (
@@ -237,6 +239,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "led_to",
         "code_version",
         "held_out_result",
+        "service",
         "plots",
         "metrics_summary",
         "evaluations",
@@ -247,7 +250,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "started_at",
         "finished_at",
     )
-    exclude = ("metrics", "parents")
+    exclude = ("metrics", "parents", "in_service", "in_service_since")
 
     def has_add_permission(self, request) -> bool:
         return request.user.is_superuser or request.user.has_perm("training.launch_run")

@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.conf import settings
 
 from oasst.celery import job
-from training import services
+from training import services, serving
 from training.models import TrainingRun
 from training.outputs import code_version
 from training.reward import RewardTrainingConfig, train_reward_model
@@ -124,3 +124,15 @@ def runs_fail_stale_job() -> int:
 def runs_resend_unsent_job() -> int:
     """Queued training runs whose job never reached the broker are sent again."""
     return services.training_runs_resend_unsent()
+
+
+@job(serving.SCORE_JOB)
+def replies_score_job(message_ids: list[str]) -> int:
+    """Accepted replies scored by the reward model in service (none in service: nothing)."""
+    return serving.replies_score(message_ids=message_ids)
+
+
+@job(serving.RESCORE_JOB)
+def replies_rescore_job(run_id: int) -> int:
+    """Every live reply scored by a newly promoted run, in batches; sent again, it resumes where it stopped."""
+    return serving.replies_rescore(run_id=run_id)

@@ -38,6 +38,10 @@ class TrainingRun(models.Model):
     heartbeat_at = models.DateTimeField(
         null=True, blank=True, help_text="Last sign of life from the worker; a silent running run is failed."
     )
+    in_service = models.BooleanField(
+        default=False, help_text="The reward model that scores accepted replies; one run at a time."
+    )
+    in_service_since = models.DateTimeField(null=True, blank=True)
     parents = models.ManyToManyField(
         "self", through="TrainingRunParent", through_fields=("run", "parent"), symmetrical=False,
         related_name="children", blank=True, help_text="The runs that wrote the model folders this run started from.",
@@ -45,9 +49,15 @@ class TrainingRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        permissions = [("launch_run", "Can launch training runs from the admin")]
+        permissions = [
+            ("launch_run", "Can launch training runs from the admin"),
+            ("promote_trainingrun", "Can put a reward-model run in service and take it out"),
+        ]
         constraints = [
             models.CheckConstraint(condition=models.Q(progress__lte=100), name="training_run_progress_at_most_100"),
+            models.UniqueConstraint(
+                fields=["in_service"], condition=models.Q(in_service=True), name="training_run_one_in_service"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -228,10 +228,11 @@ def _ranking_submit(*, user: User, task: Task, ranking: object, not_rankable: bo
 
 
 @transaction.atomic
-def message_reward_scores_set(*, scores: dict) -> int:
-    """Reward-model scores by message id (training's score_messages), written in batches; returns how
-    many messages were updated."""
+def message_reward_scores_set(*, scores: dict, run_id: int | None = None) -> int:
+    """Reward-model scores by message id, written in batches with the id of the training run whose model gave
+    them (None: a model no run is known for); returns how many messages were updated."""
     messages = list(Message.objects.filter(pk__in=scores).only("pk"))
     for message in messages:
         message.reward_score = scores[message.pk]
-    return Message.objects.bulk_update(messages, ["reward_score"], batch_size=500)
+        message.reward_run_id = run_id
+    return Message.objects.bulk_update(messages, ["reward_score", "reward_run_id"], batch_size=500)

@@ -18,6 +18,7 @@ from tasks import selectors, tree_manager
 from tasks.models import Message, MessageTree, Role, TreeState
 from tasks.scoring import tree_score_job
 from tasks.services.common import PENDING_FIELD, count_decrement
+from tasks.signals import reply_accepted
 from tasks.tree_manager import TreeConfig, tree_config
 from tasks.tree_state import tree_locked, tree_transition
 
@@ -29,6 +30,8 @@ def review_decision_apply(tree: MessageTree, message: Message, accepted: bool, c
         kind = (scoring.ACCEPTED_PROMPT if message.parent_id is None else
                 scoring.ACCEPTED_ASSISTANT_REPLY if message.role == Role.ASSISTANT else scoring.ACCEPTED_PROMPTER_REPLY)
         event_record(user_id=message.author_id, kind=kind, message_id=message.pk)
+        if kind == scoring.ACCEPTED_ASSISTANT_REPLY:
+            reply_accepted.send(sender=Message, message_id=message.pk)
     else:
         tree.message_count = max(tree.message_count - 1, 0)
         if message.parent_id:

@@ -11,6 +11,8 @@ from training.services import TRAINING_JOB_NAMES
 TRAINING_RUN_JOBS = {
     "training.reward_model_train", "training.ppo_train", "training.dpo_train", "training.sft_train",
 }
+# Scoring with the reward model in service loads torch: the training worker's queue too.
+SCORING_JOBS = {"training.replies_score", "training.replies_rescore"}
 # Renamed jobs answer to their former names: messages queued and beat rows saved before the rename still run.
 FORMER_NAMES = {
     "training.train_reward_model": "training.reward_model_train",
@@ -47,8 +49,9 @@ def test_the_stale_run_sweep_does_not_wait_behind_a_training_run():
 
 
 def test_every_registered_job_runs_on_its_queue(registered_jobs):
-    expected = {name: "training" if FORMER_NAMES.get(name, name) in TRAINING_RUN_JOBS else "default"
+    expected = {name: "training" if FORMER_NAMES.get(name, name) in TRAINING_RUN_JOBS | SCORING_JOBS else "default"
                 for name in registered_jobs}
+    assert SCORING_JOBS <= registered_jobs
     assert {name: queue_of(name) for name in registered_jobs} == expected
     assert {job.name for job in TRAINING_JOBS.values()} == TRAINING_RUN_JOBS
     assert {kind: job.name for kind, job in TRAINING_JOBS.items()} == TRAINING_JOB_NAMES

@@ -350,9 +350,15 @@ MATRIX: list[Row] = [
     ]),
     Row("admin/tasks/flaggedmessage/trollboard/", [get("/admin/tasks/flaggedmessage/trollboard/", admin(200))]),
     Row("admin/tasks/flaggedmessage/statistics/", [get("/admin/tasks/flaggedmessage/statistics/", admin(200))]),
+    Row("admin/tasks/message/lowest-scored/", [get("/admin/tasks/message/lowest-scored/", admin(200))]),
+    Row("admin/tasks/message/disagreements/", [get("/admin/tasks/message/disagreements/", admin(200))]),
     Row("admin/training/trainingrun/<int:run_id>/plot/<str:name>", [
         get(lambda w: f"/admin/training/trainingrun/{w.run.pk}/plot/reward_accuracy.png", admin(404, 404, staff=404),
             note="a run whose plot was never written")]),
+    # The reward model in service: training.promote_trainingrun, which no group holds (tests/training/test_serving.py
+    # proves the POSTs); a GET is the confirmation page and changes nothing.
+    Row("admin/training/trainingrun/<int:run_id>/service/<str:step>/", [
+        get(lambda w: f"/admin/training/trainingrun/{w.run.pk}/service/promote/", admin(403))]),
     # A POST makes an export file (tests/training/test_runs.py proves who may); a GET changes nothing.
     Row("admin/training/trainingrun/export/", [
         get("/admin/training/trainingrun/export/", admin(405, 405, staff=405), note="POST only: it writes a file")]),

@@ -7,27 +7,13 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from tasks.models import Message, MessageTree, Role, TreeState
+from tasks.models import Message, MessageTree, TreeState
 from tasks.services import message_reward_scores_set
-from training.data import Turn
 from training.reward import load_reward_model, score_replies
+from training.selectors import training_run_of_folder
+from training.serving import replies_with_conversations
 
 SCORING_CHUNK = 1000  # replies scored and stored together; trees are gathered until a chunk is full
-
-
-def replies_with_conversations(messages: list[Message]) -> list[tuple[Message, tuple[Turn, ...]]]:
-    """Each live assistant reply with the conversation above it, root first, as at training time."""
-    by_id = {message.pk: message for message in messages}
-    items = []
-    for message in messages:
-        if message.role != Role.ASSISTANT or message.deleted or message.parent_id not in by_id:
-            continue
-        turns, parent = [], by_id.get(message.parent_id)
-        while parent is not None:
-            turns.append(Turn(parent.role, parent.text))
-            parent = by_id.get(parent.parent_id)
-        items.append((message, tuple(reversed(turns))))
-    return items
 
 
 class Command(BaseCommand):
@@ -55,6 +41,7 @@ class Command(BaseCommand):
         elif options["state"]:
             trees = trees.filter(state=options["state"])
         model, tokenizer, reading = load_reward_model(folder)
+        run = training_run_of_folder(str(folder))  # the scores name the run that wrote the model, when one did
         stored, pending = 0, []
 
         def score_pending() -> int:
@@ -66,7 +53,8 @@ class Command(BaseCommand):
                 batch_size=options["batch_size"],
             )
             return message_reward_scores_set(
-                scores={message.pk: score for (message, _), score in zip(pending, scores, strict=True)}
+                scores={message.pk: score for (message, _), score in zip(pending, scores, strict=True)},
+                run_id=run.pk if run else None,
             )
 
         for tree_id in trees.values_list("pk", flat=True).iterator():
