@@ -23,6 +23,8 @@ def bench():
 
 @pytest.fixture
 def few_trees(tmp_path):
+    if not DATA.exists():
+        pytest.skip(f"shared data missing: {DATA}")
     path = tmp_path / "trees.jsonl"
     path.write_text("".join(DATA.read_text().splitlines(keepends=True)[:8]))
     return path
