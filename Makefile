@@ -37,7 +37,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 
 worker: $(VENV)/.runtime-installed
-	$(BIN)/celery -A oasst worker --loglevel INFO --queues default,training
+	$(BIN)/celery -A oasst worker --loglevel INFO --queues default,training,scoring
 
 beat: $(VENV)/.runtime-installed
 	$(BIN)/celery -A oasst beat --loglevel INFO

@@ -2,7 +2,8 @@
 
 With no broker Celery runs each job eagerly, inside the request that sends it, and no beat runs. So
 `manage.py runserver` starts this worker in its server process when Celery is eager: a scheduler thread
-runs the beat schedule (settings.CELERY_BEAT_SCHEDULE, except the jobs an admin paused) and the embedded
+runs the beat schedule (settings.CELERY_BEAT_SCHEDULE, except the jobs an admin paused and those in
+settings.EMBEDDED_SKIPPED: the weekly champion / challenger unless OASST_CHALLENGER_EMBEDDED) and the embedded
 schedule (settings.EMBEDDED_SCHEDULE: the leaderboards rebuilt soon after new points), and a job thread
 runs the long jobs handed to it (training runs), so the request that launched one returns at once.
 With a broker, beat and the workers do all of this and nothing here starts.
@@ -77,7 +78,8 @@ class EmbeddedWorker:
     def tick(self) -> None:
         """Run each scheduled job that is due and not paused, the way beat would send it."""
         now = timezone.now()
-        entries = {**settings.CELERY_BEAT_SCHEDULE, **settings.EMBEDDED_SCHEDULE}
+        entries = {**{name: entry for name, entry in settings.CELERY_BEAT_SCHEDULE.items()
+                      if name not in settings.EMBEDDED_SKIPPED}, **settings.EMBEDDED_SCHEDULE}
         due = []
         for name, entry in entries.items():
             last_run = self._last_run.setdefault(name, now)

@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -82,6 +83,20 @@ class Env:
                 f"{name}={value!r} is not one of: {', '.join(sorted(choices))}."
             )
         return value
+
+    def crontab(self, name: str, default: str) -> crontab:
+        """A crontab line, "minute hour day-of-month month day-of-week" (UTC), as Celery's schedule."""
+        raw = self.str(name, default)
+        fields = raw.split()
+        if len(fields) != 5:
+            raise ImproperlyConfigured(f"{name}={raw!r} is not a crontab line of 5 fields "
+                                       "(minute hour day-of-month month day-of-week).")
+        minute, hour, day_of_month, month_of_year, day_of_week = fields
+        try:
+            return crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
+                           day_of_week=day_of_week)
+        except ValueError as error:
+            raise ImproperlyConfigured(f"{name}={raw!r} is not a valid crontab line: {error}") from None
 
     def url(self, name: str, default: str | None = None, *, schemes: set[str]) -> str | None:
         raw = self._raw(name)

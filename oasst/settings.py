@@ -142,9 +142,12 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {name: {"queue": "training"} for name in (
     "training.reward_model_train", "training.ppo_train", "training.dpo_train", "training.sft_train",
     "training.train_reward_model", "training.train_ppo", "training.train_dpo", "training.train_sft",
-    # scoring replies with the reward model in service loads torch: only the training worker has it
-    "training.replies_score", "training.replies_rescore",
-)}
+    "training.reward_model_challenge",  # champion / challenger: exports, trains a reward model, scores two
+)} | {
+    # Scoring replies with the reward model in service loads torch, and takes seconds: a queue of its own
+    # (`celery worker -Q scoring`), so an accepted reply's score never waits behind an hours-long training run.
+    name: {"queue": "scoring"} for name in ("training.replies_score", "training.replies_rescore")
+}
 # A running training run silent for this long is failed by training.runs_fail_stale (its worker died).
 TRAINING_STALE_MINUTES = env.int("OASST_TRAINING_STALE_MINUTES", 30, minimum=1)
 CELERY_TIMEZONE = "UTC"
@@ -157,6 +160,13 @@ EXPORT_KEEP = env.int("OASST_EXPORT_KEEP", 7, minimum=1)
 EXPORT_ANONYMIZE_SEED = env.str("OASST_EXPORT_ANONYMIZE_SEED")
 # Base models prepared by `manage.py prepare_base_models` (the SmolLM2 policy), and the default PPO/DPO policy.
 MODELS_DIR = env.str("OASST_MODELS_DIR", str(BASE_DIR / "models"))
+
+# Champion / challenger retraining (training.reward_model_challenge, on the training queue): when beat sends it
+# (a crontab line in UTC, weekly by default), by how much a challenger's held-out accuracy must beat the model in
+# service to replace it, and whether the embedded worker of `make run` runs it too (off: it trains for a while).
+CHALLENGER_SCHEDULE = env.crontab("OASST_CHALLENGER_SCHEDULE", "0 4 * * 0")
+CHALLENGER_MARGIN = env.float("OASST_CHALLENGER_MARGIN", 0.02, minimum=0, maximum=1)
+CHALLENGER_EMBEDDED = env.bool("OASST_CHALLENGER_EMBEDDED", False)
 
 # Leaderboard rebuild intervals per time frame, in minutes.
 LEADERBOARD_REFRESH_MINUTES = {
@@ -173,9 +183,12 @@ CELERY_BEAT_SCHEDULE = {
     "nightly-export": {"task": "tasks.nightly_export_write", "schedule": crontab(hour=3, minute=30)},
     "training-fail-stale-runs": {"task": "training.runs_fail_stale", "schedule": 600.0},
     "training-resend-unsent-runs": {"task": "training.runs_resend_unsent", "schedule": 300.0},
+    "reward-model-challenge": {"task": "training.reward_model_challenge", "schedule": CHALLENGER_SCHEDULE},
     **{f"leaderboard-{frame}": {"task": "ranking.leaderboard_rebuild", "schedule": minutes * 60.0, "args": [frame]}
        for frame, minutes in LEADERBOARD_REFRESH_MINUTES.items()},
 }
+# Beat entries the embedded worker leaves out (it would run them in its scheduler thread, for a long while).
+EMBEDDED_SKIPPED = set() if CHALLENGER_EMBEDDED else {"reward-model-challenge"}
 # Run only by the embedded worker (oasst/embedded.py, started by runserver when Celery is eager), never by
 # beat: without a broker, new points reach the leaderboards within this many seconds.
 EMBEDDED_SCHEDULE = {
@@ -219,6 +232,9 @@ OASST = {
     "good_ranking_tau": env.float("OASST_GOOD_RANKING_TAU", 0.5, minimum=-1, maximum=1),
     # Prefer parents whose replies the reward model scores closest (0: off). tasks.tree_manager.by_uncertainty
     "weight_ranking_uncertainty": env.float("OASST_WEIGHT_RANKING_UNCERTAINTY", 0.0, minimum=0),
+    # Prefer parents where the model's order departs most from the rankings given so far (0: off). Both factors
+    # weigh only the scores of the reward model in service (tasks.models.ServingScorer): none in service, off.
+    "weight_ranking_disagreement": env.float("OASST_WEIGHT_RANKING_DISAGREEMENT", 0.0, minimum=0),
 }
 
 # Authentication

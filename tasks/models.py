@@ -265,3 +265,16 @@ class FlaggedMessage(models.Model):
 
     def __str__(self) -> str:
         return f"flag on {self.message_id} ({self.reports} reports)"
+
+
+class ServingScorer(models.Model):
+    """The training run whose reward model is in service, as tasks knows it: one row (pk SINGLETON), set by
+    training.serving through tasks.services.serving_scorer_set. The ranking queue weighs only scores that run
+    wrote (Message.reward_run_id); none in service, no score counts."""
+
+    SINGLETON = 1
+    run_id = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no reward model in service.")
+    changed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"reward model in service: run {self.run_id}" if self.run_id else "no reward model in service"

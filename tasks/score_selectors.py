@@ -1,17 +1,20 @@
 """Reads of the reward model's scores beside the people's verdicts: the score bands of the message
 admin's filter, the lowest-scored recent replies, the replies where the model and the consensus
-disagree, and the closest sibling scores the ranking queue weighs. No writes here."""
+disagree, and what the ranking queue weighs: the serving model's sibling scores and how far its order
+departs from the rankings given. No writes here."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import timedelta
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Subquery
 from django.utils import timezone
 
 from ranking.consensus import kendall_tau
-from tasks.models import Message, Role
+from ranking.models import Ranking
+from tasks.models import Message, Role, ServingScorer
+from tasks.tree_manager import disagreement
 
 # Fixed bands over the reward score (a logit: 0 is "as likely good as bad"); quantiles would move
 # under a moderator's feet as new replies are scored, and a band is easier to say in a report.
@@ -66,17 +69,33 @@ def disagreements(*, days: int, max_tau: float = 0.0, limit: int = 100, now=None
     return found[:limit]
 
 
-def sibling_score_gaps(parent_ids: Iterable) -> dict:
-    """The smallest gap between the reward scores of each parent's accepted live replies; parents with
-    fewer than two scored replies are left out (the queue treats them as neutral)."""
+def serving_scores(parent_ids: Iterable) -> dict:
+    """{parent id: {reply id: score}} for each parent's accepted live replies scored by the reward model in
+    service (the run ServingScorer names, read in the same query); none in service, no score counts."""
+    serving = ServingScorer.objects.filter(pk=ServingScorer.SINGLETON).values("run_id")[:1]
     scores: dict = {}
-    for parent_id, score in (Message.objects.filter(parent_id__in=list(parent_ids), deleted=False,
-                                                    review_result=True, reward_score__isnull=False)
-                             .values_list("parent_id", "reward_score")):
-        scores.setdefault(parent_id, []).append(score)
-    gaps = {}
-    for parent_id, values in scores.items():
-        if len(values) >= 2:
-            values.sort()
-            gaps[parent_id] = min(b - a for a, b in zip(values, values[1:], strict=False))
-    return gaps
+    for parent_id, pk, score in (Message.objects.filter(parent_id__in=list(parent_ids), deleted=False,
+                                                        review_result=True, reward_score__isnull=False,
+                                                        reward_run_id=Subquery(serving))
+                                 .values_list("parent_id", "pk", "reward_score")):
+        scores.setdefault(parent_id, {})[pk] = score
+    return scores
+
+
+def model_doubts(parent_ids: Iterable, *, with_disagreement: bool) -> dict:
+    """{parent id: (closest score gap or None, disagreement with the rankings given or None)} for the ranking
+    queue: one query for the serving model's scores, one more for the rankings only `with_disagreement`."""
+    scores = {parent: by_reply for parent, by_reply in serving_scores(parent_ids).items() if len(by_reply) >= 2}
+    rankings: dict = {}
+    if with_disagreement and scores:
+        for parent_id, order in Ranking.objects.filter(parent_id__in=list(scores), not_rankable=False).values_list(
+                "parent_id", "ranking"):
+            rankings.setdefault(parent_id, []).append(order)
+    doubts = {}
+    for parent_id, by_reply in scores.items():
+        values = sorted(by_reply.values())
+        gap = min(b - a for a, b in zip(values, values[1:], strict=False))
+        # Rankings store reply ids as text; scores are keyed by the reply's id as the database gives it.
+        by_text = {str(pk): score for pk, score in by_reply.items()}
+        doubts[parent_id] = (gap, disagreement(by_text, rankings.get(parent_id, [])))
+    return doubts

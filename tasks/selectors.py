@@ -224,9 +224,11 @@ def task_candidates(*, user, lang: str, config: TreeConfig, pools: dict[str, str
                                               children_count=children_count, reply_limit=reply_limit))
     if Pool.PROMPT in pools and PROMPTS_FULL not in markers:
         candidates[Pool.PROMPT].append(Candidate(pool=Pool.PROMPT))
-    if config.weight_ranking_uncertainty > 0 and candidates.get(Pool.RANKING):  # one more query, only when on
-        gaps = score_selectors.sibling_score_gaps(c.message_id for c in candidates[Pool.RANKING])
-        candidates[Pool.RANKING] = [replace(c, score_gap=gaps.get(c.message_id)) for c in candidates[Pool.RANKING]]
+    ranking, with_disagreement = candidates.get(Pool.RANKING), config.weight_ranking_disagreement > 0
+    if ranking and (config.weight_ranking_uncertainty > 0 or with_disagreement):  # 1-2 more queries, only when on
+        doubts = score_selectors.model_doubts((c.message_id for c in ranking), with_disagreement=with_disagreement)
+        candidates[Pool.RANKING] = [replace(c, score_gap=gap, disagreement=disagreement) for c in ranking
+                                    for gap, disagreement in [doubts.get(c.message_id, (None, None))]]
     return candidates, markers
 
 

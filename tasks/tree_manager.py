@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 
 from django.conf import settings
 
+from ranking.consensus import kendall_tau
 from tasks.models import Role, TaskType, TreeState
 
 
@@ -49,6 +50,7 @@ class TreeConfig:
     weight_prompt: float = 0.01
     good_ranking_tau: float = 0.5
     weight_ranking_uncertainty: float = 0.0  # 0: off; see uncertainty()
+    weight_ranking_disagreement: float = 0.0  # 0: off; see disagreement()
 
     def pool_weights(self) -> dict[str, float]:
         return {
@@ -220,6 +222,7 @@ class Candidate:
     children_count: int = 0
     reply_limit: int = 0  # replies the parent may have (reply candidates only)
     score_gap: float | None = None  # ranking: smallest gap between its replies' reward scores; None unscored
+    disagreement: float | None = None  # ranking: see disagreement(); None without scores or rankings
 
 
 NEUTRAL_UNCERTAINTY = 0.5
@@ -229,6 +232,18 @@ def uncertainty(score_gap: float | None) -> float:
     """How unsure the reward model is of a parent's replies' order, in (0, 1]: 1 when two replies score
     the same, falling as the closest pair draws apart; NEUTRAL_UNCERTAINTY when the replies are unscored."""
     return NEUTRAL_UNCERTAINTY if score_gap is None else 1.0 / (1.0 + abs(score_gap))
+
+
+def disagreement(scores: Mapping[object, float], rankings: Iterable[Sequence[object]]) -> float | None:
+    """How far the reward model's order of a parent's replies (highest score first) departs from the rankings
+    already given, in [0, 1]: the mean over those rankings of (1 - Kendall tau) / 2 on the replies both order
+    (0 the same order, 1 reversed). None (neutral) with fewer than two scored replies or no ranking that orders
+    two of them."""
+    if len(scores) < 2:
+        return None
+    by_model = sorted(scores, key=lambda reply: (-scores[reply], str(reply)))
+    taus = [kendall_tau(order, by_model) for order in rankings if sum(reply in scores for reply in order) >= 2]
+    return (1 - sum(taus) / len(taus)) / 2 if taus else None
 
 
 def task_type_for(candidate: Candidate) -> str:
@@ -265,19 +280,27 @@ def order_candidates(candidates: Sequence[Candidate], config: TreeConfig, rng: r
         def lonely(c: Candidate) -> bool:
             return c.role == Role.PROMPTER and c.children_count < config.lonely_children_count
         shuffled.sort(key=lambda c: not lonely(c))
-    if shuffled and shuffled[0].pool == Pool.RANKING and config.weight_ranking_uncertainty > 0:
-        shuffled = by_uncertainty(shuffled, config.weight_ranking_uncertainty)
+    weights = (config.weight_ranking_uncertainty, config.weight_ranking_disagreement)
+    if shuffled and shuffled[0].pool == Pool.RANKING and any(weight > 0 for weight in weights):
+        shuffled = by_uncertainty(shuffled, weights[0], disagreement_weight=weights[1])
     return shuffled
 
 
-def by_uncertainty(shuffled: Sequence[Candidate], weight: float) -> list[Candidate]:
+def by_uncertainty(shuffled: Sequence[Candidate], weight: float, *,
+                   disagreement_weight: float = 0.0) -> list[Candidate]:
     """Ranking candidates with the least sure first, as one factor beside chance: each keeps its random
-    place (0..1) less `weight` times its uncertainty above neutral. So A goes before B whenever
-    weight * (uncertainty A - uncertainty B) > 1; unscored parents are neutral (all unscored: order
-    unchanged). Uses no more randomness, and reorders only: it never adds a candidate."""
+    place (0..1) less `weight` times its uncertainty above neutral and `disagreement_weight` times its
+    disagreement above neutral. So A goes before B whenever the weighted difference exceeds 1; unscored or
+    unranked parents are neutral (all neutral: order unchanged). Uses no more randomness, and reorders only:
+    it never adds a candidate."""
     n = len(shuffled)
-    keyed = [(place / n - weight * (uncertainty(c.score_gap) - NEUTRAL_UNCERTAINTY), place, c)
-             for place, c in enumerate(shuffled)]
+
+    def doubt(c: Candidate) -> float:
+        agreement_doubt = NEUTRAL_UNCERTAINTY if c.disagreement is None else c.disagreement
+        return (weight * (uncertainty(c.score_gap) - NEUTRAL_UNCERTAINTY)
+                + disagreement_weight * (agreement_doubt - NEUTRAL_UNCERTAINTY))
+
+    keyed = [(place / n - doubt(c), place, c) for place, c in enumerate(shuffled)]
     return [c for _, _, c in sorted(keyed, key=lambda item: item[:2])]
 
 

@@ -18,6 +18,7 @@ from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
 
 from tasks.export import nightly_export
+from training.admin_challenge import ChallengeAdminMixin
 from training.admin_serving import ServingAdminMixin
 from training.data import file_sha256
 from training.dpo import DPOTrainingConfig
@@ -221,7 +222,7 @@ PATHS = ("data", "output", "prompts")
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(ServingAdminMixin, admin.ModelAdmin):
+class TrainingRunAdmin(ChallengeAdminMixin, ServingAdminMixin, admin.ModelAdmin):
     list_display = ("id", "kind", "status", "progress", "held_out_result", "in_service_mark", "data_file",
                     "launched_by", "created_at")
     list_filter = ("kind", "status", "in_service")
@@ -240,6 +241,7 @@ class TrainingRunAdmin(ServingAdminMixin, admin.ModelAdmin):
         "code_version",
         "held_out_result",
         "service",
+        "challenge",
         "plots",
         "metrics_summary",
         "evaluations",

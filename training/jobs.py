@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.conf import settings
 
 from oasst.celery import job
-from training import services, serving
+from training import challenge, services, serving
 from training.models import TrainingRun
 from training.outputs import code_version
 from training.reward import RewardTrainingConfig, train_reward_model
@@ -31,16 +31,21 @@ def run_queued(run_id: int, train: Callable[[TrainingRun, Callable[[int, str], N
 
     def progress(percent: int, line: str) -> None:
         if percent >= recorded["percent"] + 5 or percent == 100:
-            services.training_run_progress(run=run, progress=percent, log_line=line)
+            if not services.training_run_progress(run=run, progress=percent, log_line=line):
+                raise services.RunStopped(f"run {run.pk} no longer runs")
             recorded["percent"] = percent
 
     try:
         metrics = train(run, progress)
+    except services.RunStopped:  # cancelled while it ran: the row already says so
+        return TrainingRun.objects.get(pk=run.pk).status
     except Exception as error:  # the run records any crash; the worker stays up for the next one
         logger.exception("training run %s failed", run.pk)
         message = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
         services.training_run_fail(run=run, error=message, log=traceback.format_exc())
         return run.status
+    if not services.training_run_running(run):  # cancelled during its last step
+        return TrainingRun.objects.get(pk=run.pk).status
     services.training_run_succeed(
         run=run,
         metrics={key: value for key, value in metrics.items() if key not in BULKY_METRICS},
@@ -106,11 +111,28 @@ def sft_train_job(run_id: int) -> str:
     return run_queued(run_id, _train_sft)
 
 
+def _challenge(run: TrainingRun, progress: Callable[[int, str], None]) -> dict:
+    return challenge.challenge_run(run, progress, train=lambda challenger: run_queued(challenger.pk,
+                                                                                      _train_reward_model))
+
+
+@job(challenge.CHALLENGE_JOB)
+def reward_model_challenge_job(run_id: int | None = None) -> str:
+    """A challenge run: the queued one the admin launched, or (from beat, without an id) a new one."""
+    if run_id is None:
+        run = challenge.challenge_queue_scheduled()
+        if run is None:
+            return "a challenge is already queued or running"
+        run_id = run.pk
+    return run_queued(run_id, _challenge)
+
+
 TRAINING_JOBS = {  # the jobs named in services.TRAINING_JOB_NAMES
     TrainingRun.Kind.REWARD_MODEL: reward_model_train_job,
     TrainingRun.Kind.PPO: ppo_train_job,
     TrainingRun.Kind.DPO: dpo_train_job,
     TrainingRun.Kind.SFT: sft_train_job,
+    TrainingRun.Kind.CHALLENGE: reward_model_challenge_job,
 }
 
 

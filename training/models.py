@@ -10,6 +10,7 @@ class TrainingRun(models.Model):
         PPO = "ppo", "PPO"
         DPO = "dpo", "DPO"
         SFT = "sft", "SFT"
+        CHALLENGE = "challenge", "challenge"  # a challenger reward model trained and compared with the one in service
 
     class Status(models.TextChoices):
         QUEUED = "queued"

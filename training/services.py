@@ -1,4 +1,4 @@
-"""The only writers of training runs: queue, claim or start, report progress, finish or fail."""
+"""The only writers of training runs: queue, claim or start, report progress, finish, fail or cancel."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from django.db import transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from oasst.audit import check_permission, moderation_record
 from oasst.celery import app
 from oasst.enqueue import enqueue_on_commit
+from oasst.errors import Conflict
 from training.models import RewardModelEvaluation, TrainingRun, TrainingRunParent
 from training.selectors import training_run_of_folder
 
@@ -23,6 +25,7 @@ TRAINING_JOB_NAMES = {
     TrainingRun.Kind.PPO: "training.ppo_train",
     TrainingRun.Kind.DPO: "training.dpo_train",
     TrainingRun.Kind.SFT: "training.sft_train",
+    TrainingRun.Kind.CHALLENGE: "training.reward_model_challenge",
 }
 # A queued run's error while its job could not be sent; training.runs_resend_unsent sends it again.
 JOB_NOT_SENT = "The job queue was unreachable at launch; the run is sent to it again once it answers."
@@ -90,13 +93,53 @@ def training_run_claim(*, run_id: int) -> TrainingRun | None:
     return TrainingRun.objects.get(pk=run_id) if claimed else None
 
 
-def training_run_progress(*, run: TrainingRun, progress: int, log_line: str = "") -> None:
-    """Progress 0-100 and the last lines of the log; one UPDATE, only while the run is running."""
+def training_run_progress(*, run: TrainingRun, progress: int, log_line: str = "") -> bool:
+    """Progress 0-100 and the last lines of the log; one UPDATE, only while the run is running. False when it no
+    longer runs (cancelled, or failed by the stale sweep): its job should stop."""
     update = {"progress": max(0, min(100, progress)), "heartbeat_at": timezone.now()}
     if log_line:
         update["log_tail"] = (run.log_tail + log_line + "\n")[-LOG_TAIL_CHARS:]
         run.log_tail = update["log_tail"]
-    TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(**update)
+    return bool(TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(**update))
+
+
+class RunStopped(Exception):  # noqa: N818 - a signal to stop, not an error: the run was cancelled while it ran
+    """Raised inside a run's job when the run no longer runs (cancelled, or failed by the stale sweep)."""
+
+
+def training_run_running(run: TrainingRun) -> bool:
+    return TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).exists()
+
+
+def check_still_running(run: TrainingRun) -> None:
+    if not training_run_running(run):
+        raise RunStopped(f"run {run.pk} no longer runs")
+
+
+ACTIVE = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
+CANCEL_PERMISSION = "training.launch_run"
+
+
+@transaction.atomic
+def training_run_cancel(*, run: TrainingRun, actor, reason: str = "") -> TrainingRun:
+    """A queued or running run ends cancelled: a queued one is never claimed, a running one stops at its next
+    progress report (its job checks). A challenge takes its challenger with it. Audited."""
+    check_permission(actor, CANCEL_PERMISSION)
+    now = timezone.now()
+    error = f"cancelled by {actor.get_username()}" + (f": {reason}" if reason else "")
+    if not TrainingRun.objects.filter(pk=run.pk, status__in=ACTIVE).update(
+            status=TrainingRun.Status.CANCELLED, finished_at=now, error=error):
+        status = TrainingRun.objects.filter(pk=run.pk).values_list("status", flat=True).first() or "gone"
+        raise Conflict(f"Run {run.pk} is {status}; only a queued or running run can be cancelled.",
+                       code="not_cancellable")
+    run.refresh_from_db()
+    challenger = (run.metrics.get("challenge") or {}).get("challenger_run") if run.metrics else None
+    if challenger:
+        TrainingRun.objects.filter(pk=challenger, status__in=ACTIVE).update(
+            status=TrainingRun.Status.CANCELLED, finished_at=now, error=f"{error} (with challenge run {run.pk})")
+    moderation_record(actor=actor, action="training_run_cancel", target_type="training_run", target_id=run.pk,
+                      reason=reason, before={"status": "active"}, after={"status": run.status})
+    return run
 
 
 @transaction.atomic

@@ -18,7 +18,7 @@ from oasst.celery import app
 from oasst.enqueue import enqueue_on_commit
 from oasst.errors import Conflict, ServiceError
 from tasks.models import Message, Role
-from tasks.services import message_reward_scores_set
+from tasks.services import message_reward_scores_set, serving_scorer_set
 from training.data import Turn
 from training.models import TrainingRun
 from training.reward import load_reward_model, score_replies
@@ -87,6 +87,13 @@ def runs_locked(run: TrainingRun) -> tuple[TrainingRun, TrainingRun | None]:
 def reward_model_promote(*, run: TrainingRun, actor, reason: str = "") -> TrainingRun:
     """Put the run in service in place of the one there (if any), and re-score the live replies with it."""
     check_permission(actor, PROMOTE_PERMISSION)
+    return reward_model_put_in_service(run=run, actor=actor, reason=reason)
+
+
+@transaction.atomic
+def reward_model_put_in_service(*, run: TrainingRun, actor, reason: str = "") -> TrainingRun:
+    """The promotion itself, under the same checks, for a moderator (reward_model_promote) or for a challenge
+    that its challenger won (actor None: the audit entry names no person)."""
     run, current = runs_locked(run)
     if run.in_service:
         raise Conflict(f"Run {run.pk} is already in service.", code="already_in_service")
@@ -95,6 +102,7 @@ def reward_model_promote(*, run: TrainingRun, actor, reason: str = "") -> Traini
         TrainingRun.objects.filter(pk=current.pk).update(in_service=False, in_service_since=None)
     run.in_service, run.in_service_since = True, timezone.now()
     run.save(update_fields=["in_service", "in_service_since"])
+    serving_scorer_set(run_id=run.pk)  # tasks' ranking queue weighs only this run's scores from now on
     moderation_record(actor=actor, action="reward_model_promote", target_type="training_run", target_id=run.pk,
                       reason=reason, before={"in_service": current.pk if current else None},
                       after={"in_service": run.pk, "accuracy": accuracy, "length_rule": length_rule})
@@ -117,6 +125,7 @@ def reward_model_retire(*, run: TrainingRun, actor, reason: str = "") -> Trainin
     run = run_in_service_locked(run, actor)
     run.in_service, run.in_service_since = False, None
     run.save(update_fields=["in_service", "in_service_since"])
+    serving_scorer_set(run_id=None)
     moderation_record(actor=actor, action="reward_model_retire", target_type="training_run", target_id=run.pk,
                       reason=reason, before={"in_service": run.pk}, after={"in_service": None})
     return run

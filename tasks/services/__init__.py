@@ -53,6 +53,7 @@ from tasks.services.submissions import (
     labels_submit,
     message_reward_scores_set,
     ranking_submit,
+    serving_scorer_set,
     task_submit,
     text_submit,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "rankable_parents",
     "ranking_submit",
     "review_decision_apply",
+    "serving_scorer_set",
     "subtree_set_deleted",
     "task_ack",
     "task_finish",

@@ -17,7 +17,7 @@ from oasst.text import check_text
 from ranking import scoring
 from ranking.services import ranking_create
 from tasks import tree_manager
-from tasks.models import Message, MessageTree, Review, Role, Task, TaskType, TreeState
+from tasks.models import Message, MessageTree, Review, Role, ServingScorer, Task, TaskType, TreeState
 from tasks.services.common import (
     LABEL_TASKS,
     MAX_CLIENT_ID,
@@ -236,3 +236,11 @@ def message_reward_scores_set(*, scores: dict, run_id: int | None = None) -> int
         message.reward_score = scores[message.pk]
         message.reward_run_id = run_id
     return Message.objects.bulk_update(messages, ["reward_score", "reward_run_id"], batch_size=500)
+
+
+@transaction.atomic
+def serving_scorer_set(*, run_id: int | None) -> ServingScorer:
+    """Record which training run's reward model is in service (None: none is); the ranking queue then weighs only
+    the scores that run wrote. Called by training.serving in the transaction that puts a run in or out of service."""
+    scorer, _ = ServingScorer.objects.update_or_create(pk=ServingScorer.SINGLETON, defaults={"run_id": run_id})
+    return scorer

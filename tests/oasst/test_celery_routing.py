@@ -1,5 +1,9 @@
 """Celery routing: each job goes to its queue by its exact name. Training runs take hours on the `training`
-queue; everything else, the sweeps that watch those runs included, runs on `default`."""
+queue; scoring replies with the reward model in service has its own `scoring` queue, so it never waits behind a
+run; everything else, the sweeps that watch those runs included, runs on `default`."""
+
+import re
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -10,8 +14,11 @@ from training.services import TRAINING_JOB_NAMES
 
 TRAINING_RUN_JOBS = {
     "training.reward_model_train", "training.ppo_train", "training.dpo_train", "training.sft_train",
+    "training.reward_model_challenge",
 }
-# Scoring with the reward model in service loads torch: the training worker's queue too.
+# Scheduled, yet a training run: the weekly champion / challenger trains a reward model.
+SCHEDULED_TRAINING_JOBS = {"training.reward_model_challenge"}
+ROOT = Path(__file__).resolve().parents[2]
 SCORING_JOBS = {"training.replies_score", "training.replies_rescore"}
 # Renamed jobs answer to their former names: messages queued and beat rows saved before the rename still run.
 FORMER_NAMES = {
@@ -40,7 +47,9 @@ def test_every_scheduled_job_runs_on_the_default_queue():
     scheduled = {entry["task"] for entry in (*settings.CELERY_BEAT_SCHEDULE.values(),
                                              *settings.EMBEDDED_SCHEDULE.values())}
     assert {"training.runs_fail_stale", "training.runs_resend_unsent"} <= scheduled
-    assert {name: queue_of(name) for name in scheduled} == {name: "default" for name in scheduled}
+    assert SCHEDULED_TRAINING_JOBS <= scheduled
+    assert {name: queue_of(name) for name in scheduled} == {
+        name: "training" if name in SCHEDULED_TRAINING_JOBS else "default" for name in scheduled}
 
 
 def test_the_stale_run_sweep_does_not_wait_behind_a_training_run():
@@ -49,8 +58,11 @@ def test_the_stale_run_sweep_does_not_wait_behind_a_training_run():
 
 
 def test_every_registered_job_runs_on_its_queue(registered_jobs):
-    expected = {name: "training" if FORMER_NAMES.get(name, name) in TRAINING_RUN_JOBS | SCORING_JOBS else "default"
-                for name in registered_jobs}
+    def expected_queue(name: str) -> str:
+        name = FORMER_NAMES.get(name, name)
+        return "training" if name in TRAINING_RUN_JOBS else "scoring" if name in SCORING_JOBS else "default"
+
+    expected = {name: expected_queue(name) for name in registered_jobs}
     assert SCORING_JOBS <= registered_jobs
     assert {name: queue_of(name) for name in registered_jobs} == expected
     assert {job.name for job in TRAINING_JOBS.values()} == TRAINING_RUN_JOBS
@@ -71,3 +83,22 @@ def test_a_renamed_job_still_runs_under_its_former_name(registered_jobs):
 def test_every_scheduled_job_is_named_noun_verb_without_a_former_name():
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert not scheduled & set(FORMER_NAMES)
+
+
+def test_an_accepted_reply_is_not_scored_behind_a_training_run():
+    assert {queue_of(name) for name in SCORING_JOBS} == {"scoring"}
+    assert not {queue_of(name) for name in TRAINING_RUN_JOBS} & {"scoring"}
+
+
+def test_every_queue_has_a_worker_in_the_deployment_and_in_make_worker():
+    """docker-compose.yml runs a worker per queue; `make worker` (one local worker) consumes them all."""
+    queues = {"default"} | {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    assert queues == {"default", "training", "scoring"}
+    services = re.split(r"^  ([\w-]+):\n", (ROOT / "docker-compose.yml").read_text().split("\nservices:\n")[1],
+                        flags=re.MULTILINE)[1:]
+    consumed = {service: set(found.group(1).split(","))
+                for service, block in zip(services[::2], services[1::2], strict=True)
+                if (found := re.search(r'"worker".*?"--queues", "([^"]+)"', block, re.DOTALL))}
+    assert consumed == {"worker": {"default"}, "training-worker": {"training"}, "scoring-worker": {"scoring"}}
+    make_worker = re.search(r"^worker:.*\n\t(.*)$", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1)
+    assert set(re.search(r"--queues (\S+)", make_worker).group(1).split(",")) == queues

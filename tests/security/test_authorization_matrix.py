@@ -359,6 +359,12 @@ MATRIX: list[Row] = [
     # proves the POSTs); a GET is the confirmation page and changes nothing.
     Row("admin/training/trainingrun/<int:run_id>/service/<str:step>/", [
         get(lambda w: f"/admin/training/trainingrun/{w.run.pk}/service/promote/", admin(403))]),
+    # Champion / challenger (tests/training/test_challenge.py proves the POSTs): cancelling needs training.launch_run
+    # (a GET is the confirmation page); "Run a challenge now" needs training.promote_trainingrun and is POST only.
+    Row("admin/training/trainingrun/<int:run_id>/cancel/", [
+        get(lambda w: f"/admin/training/trainingrun/{w.run.pk}/cancel/", admin(403))]),
+    Row("admin/training/trainingrun/challenge/", [
+        get("/admin/training/trainingrun/challenge/", admin(405, 405, staff=405), note="POST only: it queues a run")]),
     # A POST makes an export file (tests/training/test_runs.py proves who may); a GET changes nothing.
     Row("admin/training/trainingrun/export/", [
         get("/admin/training/trainingrun/export/", admin(405, 405, staff=405), note="POST only: it writes a file")]),

@@ -122,5 +122,9 @@ def test_contributors_and_staff_without_permission_are_refused(client, scored):
 
 def test_sibling_score_gaps_leave_unscored_parents_out(scored):
     agree, reverse, unscored = scored
-    gaps = score_selectors.sibling_score_gaps([agree[0].parent_id, reverse[0].parent_id, unscored[0].parent_id])
+    parents = [agree[0].parent_id, reverse[0].parent_id, unscored[0].parent_id]
+    assert score_selectors.model_doubts(parents, with_disagreement=False) == {}  # no model in service: none count
+    Message.objects.filter(reward_score__isnull=False).update(reward_run_id=7)
+    services.serving_scorer_set(run_id=7)
+    gaps = {parent: gap for parent, (gap, _) in score_selectors.model_doubts(parents, with_disagreement=False).items()}
     assert gaps == {agree[0].parent_id: pytest.approx(2.2), reverse[0].parent_id: pytest.approx(1.2)}

@@ -86,7 +86,8 @@ def test_the_queue_hands_out_the_parent_whose_replies_score_closest(small_trees,
     unsure = prompt_in_ranking([UserFactory() for _ in range(3)])
     for prompt, scores in ((sure, [-3.0, 4.0]), (unsure, [0.1, 0.2])):
         for message, score in zip(Message.objects.filter(parent=prompt).order_by("created_at"), scores, strict=True):
-            Message.objects.filter(pk=message.pk).update(reward_score=score)
+            Message.objects.filter(pk=message.pk).update(reward_score=score, reward_run_id=7)
+    services.serving_scorer_set(run_id=7)  # the run whose model is in service wrote these scores
     ranker = UserFactory()
     tree_settings(weight_ranking_uncertainty=10, num_required_rankings=20)
     candidates, _ = selectors.task_candidates(user=ranker, lang="en", config=tm.tree_config(),
