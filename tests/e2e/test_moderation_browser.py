@@ -17,6 +17,11 @@ from tests.tasks.builders import reply_to, review_of, write_prompt
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def queue_keys_ready(page) -> None:
+    """The flagged queue's keys work once its script has marked the current row (it runs on DOMContentLoaded)."""
+    page.locator("#result_list tbody tr.selected").first.wait_for()
+
+
 @pytest.fixture
 def conversation(tree_settings, moderators_group):
     """A moderator ("mod", in the moderators group), a prompt, a spam reply and a fine one."""
@@ -49,12 +54,14 @@ def test_moderator_processes_the_flagged_queue(live_server, page, screenshot, co
     # The newest report comes first: the fine reply. Dismiss it with "d", then delete + ban the spam with "b";
     # each key opens the decision's page, which asks for the reason.
     assert "Hobbit" in first_text
+    queue_keys_ready(page)
     with page.expect_navigation():
         page.keyboard.press("d")
     page.get_by_label("No rule broken").check()
     page.get_by_role("button", name="Dismiss").click()
     page.locator("#result_list").wait_for()
     assert page.locator("#result_list tbody tr").count() == 1
+    queue_keys_ready(page)
     with page.expect_navigation():
         page.keyboard.press("b")
     page.get_by_label("Spam").check()
@@ -157,7 +164,7 @@ def test_a_flag_decision_by_keyboard_asks_for_a_reason(live_server, page, screen
     log_in(page, live_server, moderator)
     page.goto(live_server.url + "/admin/")
     page.get_by_role("link", name="Flagged queue").click()
-    page.locator("#result_list").wait_for()
+    queue_keys_ready(page)
     with page.expect_navigation():
         page.keyboard.press("x")
     assert "Visit my shop" in page.locator(".oasst-confirm-list").inner_text()
