@@ -16,9 +16,10 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from oasst.throttles import WindowThrottle
 
 User = get_user_model()
 
@@ -91,16 +92,6 @@ class UserSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class IPRateThrottle(ScopedRateThrottle):
-    """The view's `throttle_ip_scope` rate, counted per client IP whether or not the client is signed
-    in: accounts made in bulk behind one address share one budget."""
-
-    scope_attr = "throttle_ip_scope"
-
-    def get_cache_key(self, request, view):
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
-
-
 class TokenRequestSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=254, help_text="Username or email.")
     password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
@@ -117,7 +108,7 @@ class TokenObtainView(APIView):
 
     permission_classes = [AllowAny]
     authentication_classes = []
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [WindowThrottle]
     throttle_scope = "token"
 
     @extend_schema(request=TokenRequestSerializer,

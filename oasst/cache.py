@@ -20,12 +20,32 @@ WARN_EVERY_SECONDS = 60  # one warning a minute per process, not one per request
 class DegradingRedisCache(RedisCache):
     _last_warning = 0.0
 
+    def __init__(self, server, params):
+        super().__init__(server, params)
+        self._scripts: dict[str, str] = {}  # Lua script -> its SHA1 once loaded into Redis
+
     def _degraded(self, operation: str, error: Exception, fallback):
         now = time.monotonic()
         if now - DegradingRedisCache._last_warning >= WARN_EVERY_SECONDS:
             DegradingRedisCache._last_warning = now
             logger.warning("cache unavailable, %s treated as a miss: %s: %s", operation, type(error).__name__, error)
         return fallback
+
+    def run_script(self, script: str, keys: list[str], args: list, *, fallback):
+        """Runs a Lua script on Redis (EVALSHA; loaded once per process) in one round trip; `keys` are made
+        with make_key. While Redis is down: `fallback`."""
+        client = self._cache.get_client(keys[0] if keys else None, write=True)
+        sha = self._scripts.get(script)
+        try:
+            if sha is not None:
+                try:
+                    return client.evalsha(sha, len(keys), *keys, *args)
+                except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
+                    pass
+            self._scripts[script] = client.script_load(script)
+            return client.evalsha(self._scripts[script], len(keys), *keys, *args)
+        except redis.RedisError as error:
+            return self._degraded("script", error, fallback)
 
     def ping(self) -> None:
         """Raises when Redis does not answer (for /healthz)."""

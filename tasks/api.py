@@ -7,12 +7,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from oasst import services as account_services
-from oasst.api import ErrorSerializer, IPRateThrottle, UserSerializer
+from oasst.api import ErrorSerializer, UserSerializer
 from oasst.languages import LANGUAGES
+from oasst.throttles import WindowThrottle
 from ranking.models import Ranking
 from tasks import oasst_format, selectors, services
 from tasks.models import Emoji, Review, Task, TaskType
@@ -48,6 +48,40 @@ class TaskSerializer(serializers.Serializer):
     mandatory_labels = serializers.ListField(child=serializers.CharField(), source="payload.mandatory_labels",
                                              required=False)
     mode = serializers.CharField(source="payload.mode", required=False)
+
+
+_TIMESTAMP = serializers.DateTimeField()
+
+
+def _brief(message: dict) -> dict:
+    brief = {"id": str(message["id"]), "role": str(message["role"]), "text": str(message["text"])}
+    if "lang" in message:
+        brief["lang"] = str(message["lang"])
+    return brief
+
+
+def task_data(task: Task) -> dict:
+    """TaskSerializer(task).data, built directly: the task endpoints answer it on every request and ack,
+    and DRF deep-copies the serializer's fourteen fields (two of them nested) for each answer. The schema stays
+    TaskSerializer's; tests/tasks/test_api_serialization.py holds the two equal for every task type."""
+    payload = task.payload
+    data = {"id": str(task.pk), "type": task.type, "lang": str(task.lang),
+            "created_at": _TIMESTAMP.to_representation(task.created_at),
+            "expires_at": _TIMESTAMP.to_representation(task.expires_at),
+            "acked_at": _TIMESTAMP.to_representation(task.acked_at) if task.acked_at is not None else None,
+            "done": bool(task.done), "skipped": bool(task.skipped)}
+    if "conversation" in payload:
+        data["conversation"] = [_brief(m) for m in payload["conversation"]]
+    if "message_id" in payload:
+        data["message_id"] = str(payload["message_id"])
+    if "reply_messages" in payload:
+        data["reply_messages"] = [_brief(m) for m in payload["reply_messages"]]
+    for key in ("valid_labels", "mandatory_labels"):
+        if key in payload:
+            data[key] = [str(label) for label in payload[key]]
+    if "mode" in payload:
+        data["mode"] = str(payload["mode"])
+    return data
 
 
 class TaskRequestSerializer(serializers.Serializer):
@@ -141,7 +175,7 @@ SUBMISSION_RESULT = PolymorphicProxySerializer(
 
 
 class TaskListView(APIView):
-    throttle_classes = [ScopedRateThrottle, IPRateThrottle]
+    throttle_classes = [WindowThrottle]
     throttle_scope = "task_request"
     throttle_ip_scope = "task_request_ip"
 
@@ -153,7 +187,7 @@ class TaskListView(APIView):
         body.is_valid(raise_exception=True)
         lang = body.validated_data.get("lang") or request.user.preferred_language
         task = services.task_request(user=request.user, task_type=body.validated_data["type"], lang=lang)
-        return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED)
+        return Response(task_data(task), status=status.HTTP_201_CREATED)
 
 
 class TaskAvailableView(APIView):
@@ -172,13 +206,13 @@ class TaskDetailView(APIView):
     @extend_schema(operation_id="tasks_retrieve", responses={200: TaskSerializer, **ERRORS})
     def get(self, request, task_id):
         task = get_object_or_404(Task, pk=task_id, user=request.user)
-        return Response(TaskSerializer(task).data)
+        return Response(task_data(task))
 
 
 class TaskAckView(APIView):
     @extend_schema(operation_id="tasks_ack", request=None, responses={200: TaskSerializer, **ERRORS})
     def post(self, request, task_id):
-        return Response(TaskSerializer(services.task_ack(user=request.user, task_id=task_id)).data)
+        return Response(task_data(services.task_ack(user=request.user, task_id=task_id)))
 
 
 class TaskNackView(APIView):
@@ -188,11 +222,11 @@ class TaskNackView(APIView):
         body = NackSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         task = services.task_nack(user=request.user, task_id=task_id, reason=body.validated_data["reason"])
-        return Response(TaskSerializer(task).data)
+        return Response(task_data(task))
 
 
 class TaskSubmitView(APIView):
-    throttle_classes = [ScopedRateThrottle, IPRateThrottle]
+    throttle_classes = [WindowThrottle]
     throttle_scope = "submission"
     throttle_ip_scope = "submission_ip"
 

@@ -3,9 +3,9 @@ as the API; htmx swaps fragments where a page updates in place."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from functools import wraps
-from types import SimpleNamespace
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -19,12 +19,11 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import get_language_info, gettext
 from django.views.decorators.http import require_http_methods, require_POST
-from rest_framework.throttling import ScopedRateThrottle
 
 from oasst import services as account_services
-from oasst.api import IPRateThrottle
 from oasst.languages import LANGUAGES
 from oasst.templatetags.oasst_tags import render_markdown
+from oasst.throttles import check_throttled
 from ranking import scoring
 from ranking.models import UserScore
 from ranking.selectors import leaderboard_ranks, session_progress, user_scores
@@ -150,14 +149,13 @@ def _status(error: ValidationError) -> int:
 
 def _throttled(request, scope: str) -> HttpResponse | None:
     """The API's rate limits hold on the pages too: the same scopes and counters, per user and per IP."""
-    view = SimpleNamespace(throttle_scope=scope, throttle_ip_scope=f"{scope}_ip")
-    for throttle in (ScopedRateThrottle(), IPRateThrottle()):
-        if not throttle.allow_request(request, view):
-            response = render(request, "tasks/no_task.html", {
-                "error": "Too many requests: wait a moment and try again.", "code": "throttled"}, status=429)
-            response["Retry-After"] = str(int(throttle.wait() or 1))
-            return response
-    return None
+    wait = check_throttled(request, scope)
+    if wait is None:
+        return None
+    response = render(request, "tasks/no_task.html", {
+        "error": "Too many requests: wait a moment and try again.", "code": "throttled"}, status=429)
+    response["Retry-After"] = str(max(1, math.ceil(wait)))
+    return response
 
 
 def _task_context(task: Task) -> dict:
