@@ -136,6 +136,7 @@ def database_config(env: Env, *, base_dir) -> dict:
     config = dj_database_url.parse(url, conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
                                    conn_health_checks=True)
     if config["ENGINE"].endswith("postgresql"):
+        config["ENGINE"] = "oasst.postgresql"  # Django's, with a health check that costs no round trip
         config.setdefault("OPTIONS", {})["connect_timeout"] = 5
     else:
         config["OPTIONS"] = {**sqlite_options, **config.get("OPTIONS", {})}
