@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import uuid
 from datetime import timedelta
 
 from django.core.exceptions import ImproperlyConfigured
@@ -162,6 +163,12 @@ def _task_create(*, user: User, candidate: Candidate, lang: str, config: TreeCon
 
 
 def task_ack(*, user: User, task_id) -> Task:
+    """Acknowledge an open task of the user's: one UPDATE ... RETURNING on the usual path; when it
+    changes nothing, the task is read under its lock to say why (or, if it was open after all, acked)."""
+    now = timezone.now()
+    task = _task_acked(user=user, task_id=task_id, now=now)
+    if task is not None:
+        return task
     with transaction.atomic():
         task = task_locked(task_id)
         check_task_open(task, user, timezone.now())
@@ -169,6 +176,21 @@ def task_ack(*, user: User, task_id) -> Task:
             task.acked_at = timezone.now()
             task.save(update_fields=["acked_at"])
     return task
+
+
+def _task_acked(*, user: User, task_id, now) -> Task | None:
+    """The task, acked (acked_at kept if set), when it is the user's and open; else None."""
+    try:
+        task_id = Task._meta.pk.get_db_prep_value(uuid.UUID(str(task_id)), connection)
+    except ValueError:
+        return None
+    now = connection.ops.adapt_datetimefield_value(now)
+    table = connection.ops.quote_name(Task._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in Task._meta.concrete_fields)
+    statement = (f"UPDATE {table} SET acked_at = COALESCE(acked_at, %s) WHERE id = %s AND user_id = %s"  # noqa: S608
+                 f" AND NOT done AND NOT skipped AND NOT expired AND expires_at > %s RETURNING {columns}")
+    tasks = Task.objects.raw(statement, [now, task_id, user.pk, now])  # the model's own names, values as parameters
+    return next(iter(tasks), None)
 
 
 @transaction.atomic

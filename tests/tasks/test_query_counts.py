@@ -13,12 +13,13 @@ from tests.tasks.builders import review, write_prompt
 
 pytestmark = pytest.mark.django_db
 
-# (request, ack, submit) per database, for a first-time contributor (the submit also records the points event
-# and starts their streak; the label submit here is the deciding review, which accepts the prompt). A request's
-# claim reads the user's cap and item again under their claim lock: one statement, plus the lock on PostgreSQL.
+# (request, ack, submit) per database, for a first-time contributor (the ack: the token and one UPDATE ...
+# RETURNING; the submit also records the points event and starts their streak; the label submit here is the
+# deciding review, which accepts the prompt). A request's claim reads the user's cap and item again under their
+# claim lock: one statement, plus the lock on PostgreSQL.
 EXPECTED = {
-    "postgresql": {"initial_prompt": (7, 5, 10), "assistant_reply": (10, 5, 12), "label_initial_prompt": (9, 5, 14)},
-    "sqlite": {"initial_prompt": (9, 5, 10), "assistant_reply": (12, 5, 12), "label_initial_prompt": (11, 5, 14)},
+    "postgresql": {"initial_prompt": (7, 2, 10), "assistant_reply": (10, 2, 12), "label_initial_prompt": (9, 2, 14)},
+    "sqlite": {"initial_prompt": (9, 2, 10), "assistant_reply": (12, 2, 12), "label_initial_prompt": (11, 2, 14)},
 }
 
 

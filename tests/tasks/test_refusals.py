@@ -1,5 +1,6 @@
 """Every refusal of SPEC's submission rules: a 4xx with a code, and the database unchanged."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -155,6 +156,26 @@ def test_submission_for_another_users_task_is_refused_without_disclosing_it(peop
     refused(client, submit_path(task), {"text": "Hello there"}, 404, "task_not_found")
     refused(client, f"/api/v1/tasks/{task.pk}/ack/", {}, 404, "task_not_found")
     assert client.get(f"/api/v1/tasks/{task.pk}/").status_code == 404
+
+
+def test_ack_refuses_what_is_not_an_open_task_of_the_users_and_keeps_the_first_ack(people):
+    """The ack is one UPDATE on the usual path; each refusal still names its reason and changes nothing."""
+    alice = token_client(people["alice"])
+    task = open_task(people["alice"], TaskType.INITIAL_PROMPT, None)
+    first = alice.post(f"/api/v1/tasks/{task.pk}/ack/")
+    assert first.status_code == 200 and first.json()["acked_at"] and first.json()["id"] == str(task.pk)
+    again = alice.post(f"/api/v1/tasks/{task.pk}/ack/")
+    assert again.status_code == 200 and again.json()["acked_at"] == first.json()["acked_at"]
+    for path in (f"/api/v1/tasks/{uuid.uuid4()}/ack/", "/api/v1/tasks/not-a-uuid/ack/"):
+        assert alice.post(path).status_code == 404
+    refused(token_client(people["bob"]), f"/api/v1/tasks/{task.pk}/ack/", {}, 404, "task_not_found")
+    Task.objects.filter(pk=task.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    refused(alice, f"/api/v1/tasks/{task.pk}/ack/", {}, 409, "task_expired")
+    for field, code in (("expired", "task_expired"), ("skipped", "task_skipped"), ("done", "task_done")):
+        fresh = open_task(people["carol"], TaskType.INITIAL_PROMPT, None)
+        Task.objects.filter(pk=fresh.pk).update(**{field: True})
+        refused(token_client(people["carol"]), f"/api/v1/tasks/{fresh.pk}/ack/", {}, 409, code)
+        assert Task.objects.get(pk=fresh.pk).acked_at is None
 
 
 def test_submission_for_a_done_task_is_refused(people):
