@@ -293,11 +293,25 @@ def _project_sources():
 
 
 def _is_trusted(node: ast.AST, trusted: set[str]) -> bool:
-    """A value no user can reach: a name bound only to string literals, or a model's table name."""
+    """A value no user can reach: a name bound only to string literals, a model's table name or a field's
+    column name, either quoted with `quote_name`, or a ", "-join of such values (or of literals)."""
     if isinstance(node, ast.Name):
         return node.id in trusted
-    return isinstance(node, ast.Attribute) and node.attr == "db_table" \
-        and isinstance(node.value, ast.Attribute) and node.value.attr == "_meta"
+    if isinstance(node, ast.Attribute):
+        return (node.attr == "db_table" and isinstance(node.value, ast.Attribute) and node.value.attr == "_meta") \
+            or node.attr == "column"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and len(node.args) == 1:
+        argument = node.args[0]
+        if node.func.attr == "quote_name":
+            return _is_trusted(argument, trusted)
+        if node.func.attr == "join" and isinstance(node.func.value, ast.Constant):
+            if isinstance(argument, (ast.GeneratorExp, ast.ListComp)):
+                return _is_trusted(argument.elt, trusted) or (
+                    isinstance(argument.elt, ast.JoinedStr) and not _is_built_string(argument.elt, trusted))
+            if isinstance(argument, ast.BinOp) and isinstance(argument.op, ast.Mult):  # ["%s"] * n
+                return isinstance(argument.left, ast.List) and all(
+                    isinstance(element, ast.Constant) for element in argument.left.elts)
+    return False
 
 
 def _is_text(node: ast.AST, trusted: set[str]) -> bool:
@@ -350,16 +364,17 @@ def built_sql_calls(tree: ast.Module) -> list[tuple[int, str]]:
     """Calls of raw/extra/execute/executemany/copy/RawSQL whose SQL is a string built from values that
     are not literals or table names, directly or through a name assigned such a string."""
     module_names = _assignments(tree)
+    functions = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    in_functions = {id(node) for function in functions for node in ast.walk(function)}
     found = []
-    for scope in [node for node in ast.walk(tree) if isinstance(node, (ast.Module, ast.FunctionDef,
-                                                                        ast.AsyncFunctionDef))]:
+    for scope in [tree, *functions]:
         assigned = {**module_names, **_assignments(scope)} if scope is not tree else module_names
         trusted = {name for name, values in assigned.items()
                    if all(isinstance(v, ast.Constant) and isinstance(v.value, str) or _is_trusted(v, set())
                           for v in values)}
         for node in ast.walk(scope):
-            if not isinstance(node, ast.Call):
-                continue
+            if not isinstance(node, ast.Call) or (scope is tree and id(node) in in_functions):
+                continue  # a call in a function is judged with the names as that function binds them
             name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
             if name not in SQL_METHODS | SQL_CALLABLES:
                 continue
@@ -382,6 +397,9 @@ def built_sql_calls(tree: ast.Module) -> list[tuple[int, str]]:
     'def f(q):\n    sql = "SELECT 1"\n    sql += " WHERE q = " + q\n    cursor.execute(sql)',
     'def f(table):\n    cursor.copy(f"COPY {table} FROM STDIN")',
     'TABLE = "t"\ndef f(q):\n    cursor.execute(f"SELECT * FROM {TABLE} WHERE q = \'{q}\'")',
+    'def f(q):\n    c = ", ".join(ops.quote_name(name) for name in q)\n    cursor.execute(f"SELECT {c} FROM t")',
+    'def f(q):\n    c = ", ".join(f"{x}" for x in q)\n    cursor.execute(f"SELECT {c} FROM t")',
+    'def f(q):\n    cursor.execute(f"SELECT {ops.quote_name(q)} FROM t")',
 ])
 def test_scanner_finds_sql_built_from_strings(source):
     assert built_sql_calls(ast.parse(source))
@@ -394,14 +412,44 @@ def test_scanner_finds_sql_built_from_strings(source):
     'def f(q):\n    sql = "SELECT * FROM t WHERE q = %s"\n    cursor.execute(sql, [q])',
     'INDEX = "i"\ndef f():\n    schema_editor.execute(f"DROP INDEX IF EXISTS {INDEX}")',
     'def f():\n    table = Entry._meta.db_table\n    cursor.copy(f"COPY {table} (a, b) FROM STDIN")',
+    'def f(q):\n    t = ops.quote_name(M._meta.db_table)\n    c = ", ".join(ops.quote_name(f.column) for f in fs)\n'
+    '    cursor.execute(f"UPDATE {t} SET a = 1 WHERE b = %s RETURNING {c}", [q])',
+    'def f(rows):\n    p = ", ".join(["%s"] * 3)\n    cursor.executemany(f"INSERT INTO t VALUES ({p})", rows)',
     'request.GET.copy()',
 ])
 def test_scanner_allows_parameterised_sql(source):
     assert built_sql_calls(ast.parse(source)) == []
 
 
+# Statements put together from SQL that Django compiled (values as its parameters) and from literals, each
+# read by a reviewer: (file, function) -> why no value reaches the text. An entry no longer needed fails the test.
+REVIEWED = {
+    ("tasks/export_pg.py", "_rows"): "runs export_query's statement: literals, the models' names and the trees "
+                                     "query Django compiled; the filters' values (user id, dates) are parameters",
+}
+
+
+def _enclosing_functions(tree: ast.Module) -> dict[int, str]:
+    """Line -> name of the innermost function holding it."""
+    lines = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for inner in ast.walk(node):
+                if hasattr(inner, "lineno") and (inner.lineno not in lines or lines[inner.lineno][0] < node.lineno):
+                    lines[inner.lineno] = (node.lineno, node.name)
+    return {line: name for line, (_, name) in lines.items()}
+
+
 def test_no_sql_in_the_project_is_built_from_strings():
-    offenders = [f"{path.relative_to(ROOT)}:{line} {name}()" for path, tree in _project_sources()
-                 for line, name in built_sql_calls(tree)]
+    offenders, reviewed = [], set()
+    for path, tree in _project_sources():
+        functions = _enclosing_functions(tree)
+        for line, name in built_sql_calls(tree):
+            key = (str(path.relative_to(ROOT)), functions.get(line, "<module>"))
+            if key in REVIEWED:
+                reviewed.add(key)
+            else:
+                offenders.append(f"{key[0]}:{line} {name}() in {key[1]}")
     assert offenders == []
+    assert reviewed == set(REVIEWED), f"reviewed entries no longer needed: {set(REVIEWED) - reviewed}"
     assert sum(1 for _ in _project_sources()) > 50
