@@ -10,6 +10,10 @@ bench/README.md for the whole procedure (database, users, gunicorn) and what eac
 With --burst N, halfway through the run one more user (the token after the contributors') sends N
 task requests at once and keeps what it gets open: it must get at most --pending-cap tasks and
 never one item twice (bench/reservation_checks.sql checks the same in the database).
+
+With --seed-finished-trees N, the server's database (DATABASE_URL, PostgreSQL) first gets N finished
+trees of 10 messages (bench/seed_finished_trees.py: COPY, then VACUUM ANALYZE and CHECKPOINT), so that
+the loop runs against a database the size of a production one.
 """
 
 from __future__ import annotations
@@ -287,6 +291,56 @@ def git_commit() -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
+CPU_GROUPS = ("server", "postgres", "celery", "redis", "client", "other")
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) every process on this machine has used so far, by group: the server
+    (gunicorn), PostgreSQL, Celery, Redis, this client, and everything else. The server's and PostgreSQL's
+    exited processes (a backend per connection, a restarted worker) count through their parents' totals
+    of reaped children. Linux only: {} elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    groups = dict.fromkeys(CPU_GROUPS, 0.0)
+    try:
+        pids = [pid for pid in os.listdir("/proc") if pid.isdigit()]
+    except OSError:
+        return {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat_file:
+                stat = stat_file.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline_file:
+                cmdline = cmdline_file.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        utime, stime, cutime, cstime = (int(value) for value in stat[stat.rindex(")") + 2:].split()[11:15])
+        children = cutime + cstime
+        if int(pid) == os.getpid():
+            group, children = "client", 0
+        elif "gunicorn" in cmdline:
+            group = "server"
+        elif name == "postgres" or cmdline.startswith("postgres:") or "/postgresql/" in cmdline:
+            group = "postgres"
+        elif "celery" in cmdline:
+            group, children = "celery", 0
+        elif name.startswith("redis"):
+            group, children = "redis", 0
+        else:
+            group, children = "other", 0
+        groups[group] += (utime + stime + children) / tick
+    return groups
+
+
+def cpu_per_loop(before: dict[str, float], after: dict[str, float], loops: int) -> dict:
+    """CPU milliseconds per completed loop, by group, between two cpu_seconds() readings."""
+    if not before or not after or not loops:
+        return {}
+    used = {group: after[group] - before[group] for group in CPU_GROUPS}
+    return {"ms_per_loop": {group: round(1000 * seconds / loops, 2) for group, seconds in used.items()},
+            "seconds": {group: round(seconds, 2) for group, seconds in used.items()}}
+
+
 def summary(stats: Stats, elapsed: float) -> dict:
     def describe(latencies: list[float], sql: list[int]) -> dict:
         ordered = sorted(latencies)
@@ -330,6 +384,10 @@ def print_table(result: dict):
     print("\ntasks by type (handed out / submitted):")
     for kind, count in result["tasks_by_type"].items():
         print(f"  {kind:<28}{count:>7}{result['submitted_by_type'].get(kind, 0):>7}")
+    cpu = result.get("cpu", {}).get("ms_per_loop")
+    if cpu:
+        print("\nCPU ms per loop: " + ", ".join(f"{group} {ms}" for group, ms in cpu.items())
+              + f" (total {round(sum(cpu.values()), 1)})")
     print("\nerrors (endpoint status code):" + ("" if result["errors"] else " none"))
     for key, count in result["errors"].items():
         print(f"  {key:<50}{count:>7}")
@@ -338,6 +396,15 @@ def print_table(result: dict):
         outcomes = ", ".join(f"{n} x {outcome}" for outcome, n in burst["outcomes"].items())
         print(f"\none user, {burst['requests']} requests at once (pending cap {burst['pending_cap']}): {outcomes}")
         print("  violations: " + ("; ".join(burst["violations"]) or "none"))
+
+
+def seed_finished_trees(trees: int) -> None:
+    """Seed the server's database (DATABASE_URL) with finished trees, in a separate process: this
+    script talks to the server only over HTTP and does not load the project."""
+    script = Path(__file__).resolve().parent / "seed_finished_trees.py"
+    print(f"seeding {trees} finished trees into DATABASE_URL ...", flush=True)
+    if subprocess.run([sys.executable, str(script), "--trees", str(trees)]).returncode:
+        raise SystemExit("seeding the finished trees failed (see above); nothing was measured")
 
 
 def warmup(contributors: list[Contributor], prompts: int):
@@ -362,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="halfway, one more user sends this many task requests at once (0: none)")
     parser.add_argument("--pending-cap", type=int, default=8,
                         help="the server's OASST_MAX_PENDING_TASKS_PER_USER, which the burst must not pass")
+    parser.add_argument("--seed-finished-trees", type=int, default=0, metavar="N",
+                        help="first seed N finished trees (10 messages each) into DATABASE_URL, the server's "
+                             "PostgreSQL database (0: none)")
     parser.add_argument("--commit", help="server code version to record (default: this checkout's git commit)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "task_loop.json"))
     args = parser.parse_args(argv)
@@ -374,6 +444,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--tokens must hold at least --concurrency ({args.concurrency}) tokens")
     if args.burst < 0 or (args.burst and len(tokens) <= args.concurrency):
         parser.error(f"--burst needs a token beyond the contributors' ({args.concurrency} + 1)")
+    if args.seed_finished_trees < 0:
+        parser.error("--seed-finished-trees must be 0 or more")
+    if args.seed_finished_trees and not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
+        parser.error("--seed-finished-trees needs DATABASE_URL set to the server's PostgreSQL database")
+    if args.seed_finished_trees:
+        seed_finished_trees(args.seed_finished_trees)
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     stats = Stats()
     contributors = [Contributor(i + 1, tokens[i], base_url, args.lang, stats, args.timeout, seed + i)
@@ -387,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = [round(x, 2) for x in os.getloadavg()]  # other work on the machine skews the figures
     print(f"{args.concurrency} contributors for {args.duration:g} s against {base_url} ...", flush=True)
     started_at = datetime.now(UTC)
+    cpu_before = cpu_seconds()
     start = time.monotonic()
     deadline = start + args.duration
     threads = [threading.Thread(target=c.run_until, args=(deadline,), daemon=True) for c in contributors]
@@ -400,16 +477,19 @@ def main(argv: list[str] | None = None) -> int:
     for thread in threads:
         thread.join(timeout=max(0.0, deadline - time.monotonic()) + args.timeout + 5)
     elapsed = time.monotonic() - start
+    cpu = cpu_per_loop(cpu_before, cpu_seconds(), stats.loops)
 
     result = {
         "parameters": {"base_url": base_url, "concurrency": args.concurrency, "duration_s": args.duration,
                        "lang": args.lang, "warmup_prompts": args.warmup_prompts, "seed": seed,
-                       "burst": args.burst, "pending_cap": args.pending_cap},
+                       "burst": args.burst, "pending_cap": args.pending_cap,
+                       "seed_finished_trees": args.seed_finished_trees},
         "date": started_at.isoformat(timespec="seconds"),
         "commit": args.commit or git_commit(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()]},
         **summary(stats, elapsed),
+        "cpu": cpu,
         **({"burst": burst} if burst else {}),
     }
     print_table(result)

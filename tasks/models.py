@@ -77,10 +77,12 @@ class MessageTree(models.Model):
 
 class Message(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    tree = models.ForeignKey(MessageTree, on_delete=models.CASCADE, related_name="messages")
+    # No single-column indexes on tree and author: message_tree_depth_idx and message_author_created_idx lead with
+    # them, and each index more is one more random page written per message insert in a large table (issue 19).
+    tree = models.ForeignKey(MessageTree, on_delete=models.CASCADE, related_name="messages", db_index=False)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                               related_name="messages")
+                               related_name="messages", db_index=False)
     task = models.OneToOneField("Task", null=True, blank=True, on_delete=models.SET_NULL,
                                 related_name="result_message")
     client_id = models.CharField(max_length=64, blank=True)
