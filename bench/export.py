@@ -1,6 +1,8 @@
 """Benchmark of the oasst export and import: seed PostgreSQL with COPY, then time the export to
-`.jsonl` and `.jsonl.gz` (messages/s, peak memory of the exporting process), the raw
-`COPY (SELECT ...) TO STDOUT` of the same rows as the floor, and the import of part of the export.
+`.jsonl` by both engines side by side (the Python one and the PostgreSQL one that `auto` picks
+there; messages/s, CPU seconds and peak memory of the exporting process), the PostgreSQL engine to
+`.jsonl.gz` at each gzip level asked, the raw `COPY (SELECT ...) TO STDOUT` of the same rows as the
+floor, and the import of part of the export. It records the commit and the machine's load.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/oasst_exp_bench \
         python bench/export.py --trees 100000 --out-dir /tmp/oasst_exp_bench
@@ -13,6 +15,7 @@ trees (or be seeded by an earlier run with the same --trees, reused with --reuse
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -35,7 +38,7 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from tasks.export import ExportFilters, export_to_file  # noqa: E402
+from tasks.export import GZIP_LEVEL, ExportFilters, export_to_file  # noqa: E402
 from tasks.importer import import_file  # noqa: E402
 from tasks.models import Message, MessageTree  # noqa: E402
 
@@ -121,24 +124,38 @@ def child(args) -> None:
     """Run one measured step in this (fresh) process and print its figures as JSON."""
     started = time.perf_counter()
     if args.child == "export":
-        result = export_to_file(path=args.path, filters=ExportFilters())
-        figures = {"trees": result.trees, "messages": result.messages}
+        result = export_to_file(path=args.path, filters=ExportFilters(), engine=args.engine, gzip_level=args.gzip_level)
+        figures = {"trees": result.trees, "messages": result.messages, "sha256": result.sha256}
     else:
         report = import_file(path=args.path)
         figures = {"trees": report.trees_created, "messages": report.messages_created,
                    "skipped": len(report.trees_skipped)}
     figures["seconds"] = time.perf_counter() - started
+    figures["cpu_seconds"] = round(time.process_time(), 2)
     figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures["bytes"] = Path(args.path).stat().st_size
     print(json.dumps(figures))
 
 
-def measured(step: str, path: Path) -> dict:
-    output = subprocess.run([sys.executable, __file__, "--child", step, "--path", str(path)],
-                            check=True, capture_output=True, text=True).stdout
+def measured(step: str, path: Path, engine: str = "auto", gzip_level: int = GZIP_LEVEL) -> dict:
+    output = subprocess.run([sys.executable, __file__, "--child", step, "--path", str(path), "--engine", engine,
+                             "--gzip-level", str(gzip_level)], check=True, capture_output=True, text=True).stdout
     figures = json.loads(output.strip().splitlines()[-1])
     figures["messages_per_s"] = round(figures["messages"] / figures["seconds"])
+    figures["load_after"] = [round(load, 2) for load in os.getloadavg()]
     return figures
+
+
+def commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + (" (with uncommitted changes)" if git("status", "--porcelain") else "")
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def main() -> None:
@@ -147,8 +164,11 @@ def main() -> None:
     parser.add_argument("--import-trees", type=int, default=5000, help="trees of the export to re-import")
     parser.add_argument("--out-dir", type=Path, default=Path("/tmp/oasst_exp_bench"))
     parser.add_argument("--reuse", action="store_true", help="keep the trees of an earlier run")
+    parser.add_argument("--gzip-levels", default="1,2,3,4,5,6", help="gzip levels to time, comma-separated")
     parser.add_argument("--child", choices=["export", "import"], help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
+    parser.add_argument("--engine", default="auto", help=argparse.SUPPRESS)
+    parser.add_argument("--gzip-level", type=int, default=GZIP_LEVEL, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -162,8 +182,9 @@ def main() -> None:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     results: dict = {"trees": args.trees, "messages": args.trees * MESSAGES_PER_TREE,
                      "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                 "postgres": connection.pg_version},
-                     "when": datetime.now(UTC).isoformat()}
+                                 "postgres": connection.pg_version,
+                                 "load_before": [round(load, 2) for load in os.getloadavg()]},
+                     "commit": commit(), "when": datetime.now(UTC).isoformat()}
     if not existing:
         started = time.perf_counter()
         seed(args.trees)
@@ -171,12 +192,18 @@ def main() -> None:
     floor = copy_floor(args.out_dir / "floor.copy")
     floor["messages_per_s"] = round(results["messages"] / floor["seconds"])
     results["copy_floor"] = floor
-    for name in ("export.jsonl", "export.jsonl.gz"):
-        results[name] = measured("export", args.out_dir / name)
+    for engine in ("python", "postgresql"):
+        results[f"{engine} .jsonl"] = measured("export", args.out_dir / f"export-{engine}.jsonl", engine)
+        print(engine, ".jsonl", results[f"{engine} .jsonl"], flush=True)
+    results["same_file"] = (results["python .jsonl"]["sha256"] == results["postgresql .jsonl"]["sha256"]
+                            == file_sha256(args.out_dir / "export-python.jsonl"))
+    for level in (int(level) for level in args.gzip_levels.split(",") if level):
+        name = f"postgresql .jsonl.gz level {level}"
+        results[name] = measured("export", args.out_dir / f"export-gzip{level}.jsonl.gz", "postgresql", level)
         print(name, results[name], flush=True)
 
-    subset = args.out_dir / "import.jsonl"
-    with open(args.out_dir / "export.jsonl", encoding="utf-8") as source, open(subset, "w", encoding="utf-8") as out:
+    subset, exported = args.out_dir / "import.jsonl", args.out_dir / "export-python.jsonl"
+    with open(exported, encoding="utf-8") as source, open(subset, "w", encoding="utf-8") as out:
         tree_ids = []
         for line in source:
             if len(tree_ids) >= args.import_trees:
