@@ -1,28 +1,32 @@
 """The oasst import: tree files, nested or flat message files and Hugging Face flat rows.
 
-The kind of each line is detected on its own; gzip is detected from the file's first bytes.
-Each tree is written in one transaction, its counters computed as `tree_counters_recompute` would
-write them; trees whose id exists already are skipped.
+The kind of each line is detected on its own; gzip is detected from the file's first bytes. New
+trees are written in batches of many trees per transaction (tree by tree when a batch fails), their
+counters computed as `tree_counters_recompute` would write them. A tree the database holds already
+is merged: it gains the file's messages it lacks, each in one transaction; differing fields of its
+messages are reported (see `tasks.import_plan` and `tasks.import_write`).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import threading
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Full, Queue
 
-from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.utils.dateparse import parse_datetime
+from tasks.import_plan import FieldChange, TreeOutcome, TreeRefused, merge_plan
+from tasks.import_write import IN_CHUNK, existing_messages, tree_merge, trees_create
+from tasks.models import MessageTree, Role, TreeState
 
-from tasks.models import Message, MessageTree, Role, TreeState
-from tasks.tree_manager import tree_config
-
-PLACEHOLDER_PREFIX = "imported-"
+BATCH_MESSAGES = 5000  # messages of new trees written in one transaction
+# Longest values the columns hold (PostgreSQL refuses longer ones; checked before a batch is written).
+MAX_LENGTHS = {"lang": 16, "model_name": 256, "origin": 32}
+MAX_COUNTS = {"rank": 32767, "review_count": 2**31 - 1}
+ROLES, TREE_STATES = frozenset(Role.values), frozenset(TreeState.values)
 
 
 class ImportLineError(ValueError):
@@ -34,11 +38,34 @@ class ImportLineError(ValueError):
 @dataclass
 class ImportReport:
     trees_created: int = 0
-    messages_created: int = 0
+    messages_created: int = 0  # in new trees and added to existing ones
     users_created: int = 0
-    trees_skipped: list[str] = field(default_factory=list)
+    trees_merged: dict[str, list[str]] = field(default_factory=dict)  # existing tree -> ids of the messages added
+    trees_skipped: list[str] = field(default_factory=list)  # existing trees identical to the file's
+    trees_changed: list[str] = field(default_factory=list)  # existing trees, nothing added, fields differ
+    changes: list[FieldChange] = field(default_factory=list)  # differing fields (applied with update_changed)
     orphans: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    trees_refused: dict[str, str] = field(default_factory=dict)  # tree -> why nothing of it was written
+    errors: list[str] = field(default_factory=list)  # malformed lines
+
+    @property
+    def messages_added(self) -> int:
+        return sum(len(added) for added in self.trees_merged.values())
+
+    def record(self, outcome: TreeOutcome) -> None:
+        self.messages_created += len(outcome.added)
+        self.changes.extend(outcome.changes)
+        self.orphans.extend(outcome.orphans)
+        if outcome.status == "created":
+            self.trees_created += 1
+        elif outcome.status == "merged":
+            self.trees_merged[outcome.tree_id] = outcome.added
+        elif outcome.status == "identical":
+            self.trees_skipped.append(outcome.tree_id)
+        elif outcome.status == "changed":
+            self.trees_changed.append(outcome.tree_id)
+        else:
+            self.trees_refused[outcome.tree_id] = outcome.error
 
 
 def _open(path: str | Path):
@@ -104,9 +131,15 @@ def _check_row(row: dict) -> dict:
     for key in ("message_id", "parent_id", "message_tree_id"):
         if row.get(key) is not None:
             row[key] = str(uuid.UUID(str(row[key])))
-    if row["role"] not in Role.values:
+    for key, limit in MAX_LENGTHS.items():
+        if row.get(key) is not None and (not isinstance(row[key], str) or len(row[key]) > limit):
+            raise ValueError(f"{key} must be a string of at most {limit} characters")
+    for key in ("review_result", "deleted", "synthetic"):
+        if row.get(key) is not None and not isinstance(row[key], bool):
+            raise ValueError(f"{key} must be true, false or null")
+    if row["role"] not in ROLES:
         raise ValueError(f"unknown role {row['role']!r}")
-    if row.get("tree_state") and row["tree_state"] not in TreeState.values:
+    if row.get("tree_state") and row["tree_state"] not in TREE_STATES:
         raise ValueError(f"unknown tree state {row['tree_state']!r}")
     for key in ("rank", "review_count"):  # Hugging Face rows store these as floats (NaN-able columns)
         value = row.get(key)
@@ -114,11 +147,24 @@ def _check_row(row: dict) -> dict:
             row[key] = int(value)
         elif isinstance(value, float) and value != value:
             row[key] = None
-        if row.get(key) is not None and (isinstance(row[key], bool) or not isinstance(row[key], int) or row[key] < 0):
-            raise ValueError(f"{key} must be a non-negative integer")
-    row["emojis"] = _column_wise(row.get("emojis"), with_value=False)
-    row["labels"] = _column_wise(row.get("labels"), with_value=True)
+        if row.get(key) is not None and (isinstance(row[key], bool) or not isinstance(row[key], int)
+                                         or not 0 <= row[key] <= MAX_COUNTS[key]):
+            raise ValueError(f"{key} must be an integer from 0 to {MAX_COUNTS[key]}")
+    for key, with_value in (("emojis", False), ("labels", True)):
+        if key in row:  # left out, it is not compared with the database's value
+            row[key] = _column_wise(row[key], with_value=with_value)
+    if any(isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < 2**31
+           for count in (row.get("emojis") or {}).values()):
+        raise ValueError("emoji counts must be non-negative integers")
     return row
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    return isinstance(value, list) and any(_has_nul(item) for item in value)
 
 
 def read_rows(path: str | Path, report: ImportReport, *, stop_on_error: bool) -> Iterator[tuple[str, list[dict]]]:
@@ -130,6 +176,8 @@ def read_rows(path: str | Path, report: ImportReport, *, stop_on_error: bool) ->
                 continue
             try:
                 record = json.loads(line)
+                if "\\u0000" in line and _has_nul(record):  # PostgreSQL stores no NUL character
+                    raise ValueError("a message may not contain NUL characters")
                 rows = [_check_row(row) for row in rows_of_line(record)]
             except (ValueError, KeyError, TypeError) as error:
                 report.errors.append(f"line {number}: {error}")
@@ -144,95 +192,113 @@ def read_rows(path: str | Path, report: ImportReport, *, stop_on_error: bool) ->
     yield from flat.items()
 
 
-def _placeholder_users(user_ids: set[str], report: ImportReport) -> dict[str, object]:
-    User = get_user_model()
-    users = {}
-    for user_id in user_ids:  # ids in a file are another system's: never matched to local accounts
-        username = f"{PLACEHOLDER_PREFIX}{user_id}"[:150]
-        user, created = User.objects.get_or_create(username=username, defaults={"is_active": False})
-        if created:
-            user.set_unusable_password()
-            user.save(update_fields=["password"])
-            report.users_created += 1
-        users[user_id] = user
-    return users
+def _batch_import(batch: list[tuple[str, list[dict]]], *, state: str | None,
+                  update_changed: bool) -> tuple[list[TreeOutcome], int]:
+    """Outcomes of a batch of the file's trees (no tree or message id twice in it), in file order, and
+    the users created: new trees in one go, trees the database holds merged one by one."""
+    tree_ids = [tree_id for tree_id, _ in batch]
+    in_db = {str(pk) for start in range(0, len(tree_ids), IN_CHUNK)
+             for pk in MessageTree.objects.filter(pk__in=tree_ids[start:start + IN_CHUNK]).values_list("pk", flat=True)}
+    existing = existing_messages(in_db, [row["message_id"] for _, rows in batch for row in rows])
+    fresh = [(tree_id, rows) for tree_id, rows in batch
+             if tree_id not in in_db and not any(row["message_id"] in existing for row in rows)]
+    outcomes, users_created = trees_create(fresh, state=state)
+    by_tree = {outcome.tree_id: outcome for outcome in outcomes}
+    in_trees: dict[str, dict] = {}
+    for message_id, values in existing.items():
+        in_trees.setdefault(values["tree_id"], {})[message_id] = values
+    for tree_id, rows in batch:
+        if tree_id in by_tree:
+            continue
+        known = {**in_trees.get(tree_id, {}),
+                 **{row["message_id"]: existing[row["message_id"]] for row in rows if row["message_id"] in existing}}
+        try:
+            plan = merge_plan(tree_id, rows, known)
+            if plan.new_rows or (plan.changes and update_changed):
+                by_tree[tree_id], created = tree_merge(tree_id, rows, update_changed=update_changed)
+                users_created += created
+            else:
+                by_tree[tree_id] = TreeOutcome(tree_id=tree_id, status="changed" if plan.changes else "identical",
+                                               changes=plan.changes)
+        except TreeRefused as error:
+            by_tree[tree_id] = TreeOutcome(tree_id=tree_id, status="refused", error=str(error))
+    return [by_tree[tree_id] for tree_id in tree_ids], users_created
 
 
-def _tree_rows(rows: list[dict], report: ImportReport) -> list[dict]:
-    """The rows connected to the root, parents first; orphans are reported and left out."""
-    by_parent: dict = {}
-    roots = []
-    for row in rows:
-        if not row.get("parent_id"):
-            roots.append(row)
-        else:
-            by_parent.setdefault(row["parent_id"], []).append(row)
-    if len(roots) != 1:
-        report.orphans.extend(row["message_id"] for row in rows)
-        return []
-    ordered, frontier = [], [(roots[0], 0)]
-    while frontier:
-        row, depth = frontier.pop()
-        row["depth"] = depth
-        ordered.append(row)
-        frontier.extend((child, depth + 1) for child in by_parent.pop(row["message_id"], ()))
-    reached = {row["message_id"] for row in ordered}
-    report.orphans.extend(row["message_id"] for row in rows if row["message_id"] not in reached)
-    return ordered
+def _batches(trees: Iterator[tuple[str, list[dict]]]) -> Iterator[list[tuple[str, list[dict]]]]:
+    """The file's trees in batches of about BATCH_MESSAGES messages; a tree that shares a tree or
+    message id with the batch so far starts the next one (it then merges into what the batch wrote)."""
+    batch, ids, size = [], set(), 0
+    try:
+        for tree_id, rows in trees:
+            row_ids = {row["message_id"] for row in rows}
+            if batch and (tree_id in ids or not row_ids.isdisjoint(ids) or size >= BATCH_MESSAGES):
+                yield batch
+                batch, ids, size = [], set(), 0
+            batch.append((tree_id, rows))
+            ids |= row_ids | {tree_id}
+            size += len(rows)
+    except ImportLineError:  # --stop-on-error: the trees before the malformed line are imported
+        if batch:
+            yield batch
+        raise
+    if batch:
+        yield batch
 
 
-@transaction.atomic
-def _write_tree(tree_id: str, rows: list[dict], *, state: str | None, report: ImportReport) -> None:
-    ordered = _tree_rows(rows, report)
-    if not ordered:
-        return
-    root = ordered[0]
-    config = tree_config()
-    # The counters tree_counters_recompute would write; a new tree has no open tasks.
-    live = [row for row in ordered if not row.get("deleted") and row.get("review_result") is not False]
-    live_children = Counter(row.get("parent_id") for row in live)
-    tree = MessageTree.objects.create(
-        id=tree_id, state=state or root.get("tree_state") or TreeState.READY_FOR_EXPORT, lang=root.get("lang") or "en",
-        origin=root.get("origin") or "import", goal_tree_size=config.goal_tree_size,
-        max_depth=config.max_tree_depth, max_children_count=config.max_children_count, message_count=len(live),
-        accepted_count=sum(1 for row in live if row.get("review_result") is True),
-        awaiting_review=sum(1 for row in live if row.get("review_result") is None),
-    )
-    users = _placeholder_users({str(row["user_id"]) for row in ordered if row.get("user_id")}, report)
-    messages = [
-        Message(id=row["message_id"], tree=tree, parent_id=row.get("parent_id") or None,
-                author=users.get(str(row["user_id"])) if row.get("user_id") else None, role=row["role"],
-                text=row["text"], lang=row.get("lang") or tree.lang, depth=row["depth"],
-                review_count=row.get("review_count") or 0, review_result=row.get("review_result"),
-                rank=row.get("rank"), deleted=bool(row.get("deleted")), synthetic=bool(row.get("synthetic")),
-                model_name=row.get("model_name") or "", emojis=row["emojis"], labels=row["labels"],
-                red_flags=row["emojis"].get("red_flag", 0) or 0, children_count=live_children[row["message_id"]])
-        for row in ordered
-    ]
-    Message.objects.bulk_create(messages, batch_size=500)
-    dated = []
-    for message, row in zip(messages, ordered, strict=True):
-        moment = parse_datetime(row["created_date"]) if isinstance(row.get("created_date"), str) else None
-        if moment:
-            message.created_at = moment
-            dated.append(message)
-    if dated:  # created_at is auto_now_add: the file's dates are written after the insert
-        Message.objects.bulk_update(dated, ["created_at"], batch_size=500)
-    report.trees_created += 1
-    report.messages_created += len(messages)
+def _read_ahead(batches: Iterator[list], *, depth: int = 2) -> Iterator[list]:
+    """The batches, read and checked in a thread: the file is parsed while the caller waits on the
+    database. An error of the reader is raised here, after the batches read before it."""
+    queue: Queue = Queue(maxsize=depth)
+    stop, done = threading.Event(), object()
+
+    def hand_over(item) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                if not hand_over(batch):
+                    return
+            hand_over(done)
+        except BaseException as error:  # noqa: BLE001 (raised again in the caller's thread)
+            hand_over(error)
+        finally:
+            batches.close()
+
+    reader = threading.Thread(target=read, name="import-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := queue.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
 def import_file(*, path: str | Path, backlog_ranking: bool = False, stop_on_error: bool = False,
-                progress: Callable[[int], None] | None = None) -> ImportReport:
-    """Import every tree of the file; existing tree ids are skipped and reported."""
+                update_changed: bool = False, progress: Callable[[int], None] | None = None,
+                on_tree: Callable[[TreeOutcome], None] | None = None) -> ImportReport:
+    """Import every tree of the file: new trees are created, trees the database holds gain the
+    messages they lack, and fields of existing messages that differ are reported (taken from the file
+    with `update_changed`). `on_tree` receives each tree's outcome."""
     report = ImportReport()
     state = TreeState.BACKLOG_RANKING if backlog_ranking else None
-    for tree_id, rows in read_rows(path, report, stop_on_error=stop_on_error):
-        if MessageTree.objects.filter(pk=tree_id).exists() or \
-                Message.objects.filter(pk__in=[row["message_id"] for row in rows]).exists():
-            report.trees_skipped.append(tree_id)
-        else:
-            _write_tree(tree_id, rows, state=state, report=report)
+    for batch in _read_ahead(_batches(read_rows(path, report, stop_on_error=stop_on_error))):
+        outcomes, users_created = _batch_import(batch, state=state, update_changed=update_changed)
+        report.users_created += users_created
+        for outcome in outcomes:
+            report.record(outcome)
+            if on_tree:
+                on_tree(outcome)
         if progress:
-            progress(1)
+            progress(len(batch))
     return report
