@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.authtoken.models import Token
@@ -74,7 +75,7 @@ def exception_handler(exc, context):
         exc = exceptions.PermissionDenied()
     elif isinstance(exc, (OperationalError, InterfaceError)):  # the database restarts or is unreachable
         logger.exception("database unavailable")
-        body = {"detail": "The database is unavailable; try again shortly.", "code": "database_unavailable"}
+        body = {"detail": gettext("The database is unavailable; try again shortly."), "code": "database_unavailable"}
         return Response(body, status=503, headers={"Retry-After": "5"})
     response = drf_exception_handler(exc, context)
     if response is not None:
@@ -121,9 +122,10 @@ class TokenObtainView(APIView):
         try:
             user = get_adapter(request._request).authenticate(request._request, **body.validated_data)
         except DjangoValidationError:  # allauth's too_many_login_attempts
-            raise exceptions.Throttled(wait=300, detail="Too many failed log-in attempts for this account.") from None
+            raise exceptions.Throttled(
+                wait=300, detail=gettext("Too many failed log-in attempts for this account.")) from None
         if user is None:
-            raise exceptions.ValidationError({"non_field_errors": ["Unable to log in with provided credentials."]},
-                                             code="authorization")
+            refusal = gettext("Unable to log in with provided credentials.")
+            raise exceptions.ValidationError({"non_field_errors": [refusal]}, code="authorization")
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})

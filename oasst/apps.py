@@ -1,5 +1,8 @@
 from django.apps import AppConfig
+from django.contrib.auth.signals import user_logged_in
 from django.db.models.signals import post_migrate
+
+from oasst.middleware import UiLanguageMiddleware
 
 
 class OasstConfig(AppConfig):
@@ -12,3 +15,4 @@ class OasstConfig(AppConfig):
 
         post_migrate.connect(beat_schedule_mirror_after_migrate, sender=self)
         post_migrate.connect(site_from_settings_after_migrate, sender=self)
+        user_logged_in.connect(UiLanguageMiddleware.after_login, dispatch_uid="oasst.ui_language_after_login")

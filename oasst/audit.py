@@ -3,6 +3,8 @@ every moderation service writes in its transaction."""
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
+
 from oasst.errors import Forbidden, ServiceError
 from oasst.models import ModerationEvent, User
 from oasst.text import check_text
@@ -11,7 +13,7 @@ from oasst.text import check_text
 def check_permission(actor: User, permission: str) -> None:
     """Moderation needs an active staff account holding the permission (superusers hold all)."""
     if not (actor and actor.is_active and actor.is_staff and actor.has_perm(permission)):
-        raise Forbidden("You are not allowed to do this.", code="not_moderator")
+        raise Forbidden(_("You are not allowed to do this."), code="not_moderator")
 
 
 
@@ -23,7 +25,8 @@ def clean_reason(reason: str | None) -> str:
     reason = (reason or "").strip()
     check_text(reason, what="reason", code="invalid_reason")
     if len(reason) > MAX_REASON_LENGTH:
-        raise ServiceError(f"A reason is at most {MAX_REASON_LENGTH} characters.", code="reason_too_long")
+        raise ServiceError(_("A reason is at most %(limit)s characters.") % {"limit": MAX_REASON_LENGTH},
+                           code="reason_too_long")
     return reason
 
 

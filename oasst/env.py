@@ -5,6 +5,7 @@ A value that cannot be read is a startup error naming the variable, never a sile
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -75,6 +76,16 @@ class Env:
         if raw is None:
             return list(default or [])
         return [item.strip() for item in raw.split(",") if item.strip()]
+
+    def networks(self, name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """A comma-separated list of addresses and networks (`10.0.0.0/8, ::1`); a bare address is a network of one."""
+        networks = []
+        for item in self.list(name):
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ImproperlyConfigured(f"{name}: {item!r} is not an IP address or network.") from None
+        return networks
 
     def choice(self, name: str, default: str, choices: set[str]) -> str:
         value = self.str(name, default)

@@ -9,7 +9,7 @@ from django.core.validators import MaxLengthValidator
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from oasst.languages import LANGUAGE_CHOICES
+from oasst.languages import language_choices
 from oasst.services import DISPLAY_NAME_MAX
 
 
@@ -18,9 +18,15 @@ class ProfileSettingsForm(forms.Form):
         label=_("Display name"), max_length=DISPLAY_NAME_MAX,
         help_text=_("Shown on the leaderboard and in the header instead of your username."))
     preferred_language = forms.ChoiceField(
-        label=_("Language"), choices=LANGUAGE_CHOICES,
+        label=_("Task language"), choices=language_choices,
         help_text=_("The language your tasks are in, unless you pick another one for a session."))
     show_on_leaderboard = forms.BooleanField(label=_("Show me on the leaderboard"), required=False)
+    ui_language = forms.ChoiceField(
+        label=_("Interface language"), required=False,
+        # the languages by their own names (settings.LANGUAGES), read when the form is built
+        choices=lambda: [("", _("Follow my task language")), *settings.LANGUAGES],
+        help_text=_("The language of menus, buttons and pages. Following your task language falls back "
+                    "to your browser's language when the interface is not translated into it."))
 
     # service error code -> the field it belongs to
     ERROR_FIELDS = {
@@ -28,6 +34,7 @@ class ProfileSettingsForm(forms.Form):
         "empty_display_name": "display_name",
         "display_name_too_long": "display_name",
         "invalid_language": "preferred_language",
+        "invalid_ui_language": "ui_language",
     }
 
 

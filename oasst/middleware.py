@@ -3,12 +3,17 @@
 import logging
 import time
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, URLResolver, get_resolver
-from django.utils.functional import empty
+from django.utils import translation
+from django.utils.functional import SimpleLazyObject, empty
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from oasst.health import health_report
+from oasst.languages import ui_languages
 from oasst.logging import request_id_from_header, request_id_var
+from oasst.metrics import METRICS_PATH, metrics_allowed, metrics_exposition, request_observe
 
 REQUEST_ID_HEADER = "X-Request-ID"
 access_logger = logging.getLogger("oasst.access")
@@ -29,6 +34,24 @@ class HealthCheckMiddleware:
             body = "\n".join(f"{part}: {error}" for part, error in failures.items())
             return HttpResponse(f"FAIL\n{body}\n", status=503, content_type="text/plain")
         return HttpResponse("OK\n", content_type="text/plain")
+
+
+class MetricsMiddleware:
+    """Answers /metrics to a scraper that passes the guard (oasst.metrics.metrics_allowed), before host
+    validation and HTTPS redirects as /healthz is, so Prometheus can scrape each container by its internal
+    address; any other caller gets the site's 404 for an unknown path. Times and counts every other request
+    by its view name: two clock reads and two metric updates, no query."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path == METRICS_PATH and metrics_allowed(request):
+            return HttpResponse(metrics_exposition(), content_type=CONTENT_TYPE_LATEST)
+        started = time.perf_counter()
+        response = self.get_response(request)
+        request_observe(request, response.status_code, time.perf_counter() - started)
+        return response
 
 
 class SqlCountHeaderMiddleware:
@@ -141,3 +164,62 @@ class RequestLogMiddleware:
                        "duration_ms": duration_ms, "user_id": user_id},
             )
             request_id_var.reset(token)
+
+
+class UiLanguageMiddleware:
+    """Picks the interface language after LocaleMiddleware (which read the language cookie, then
+    Accept-Language): a logged-in user's `ui_language` wins over both; without it and without a cookie,
+    their task language (`preferred_language`) when the interface has it.
+
+    It costs no query: the choice is made when something first loads request.user (a login check, a
+    service, the site context processor before any template renders), so a response that never needs
+    the user (the favicon redirect) never loads it."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        lazy_user = request.user
+        request.user = SimpleLazyObject(lambda: self._activate(request, lazy_user))
+        before = translation.get_language()
+        response = self.get_response(request)
+        if translation.get_language() != before:
+            # say which language the page is in, then leave the thread as LocaleMiddleware set it
+            response.headers.setdefault("Content-Language", translation.get_language())
+            translation.activate(before)
+        return response
+
+    @classmethod
+    def _activate(cls, request: HttpRequest, lazy_user):
+        user = getattr(lazy_user, "_wrapped", lazy_user)
+        if user is empty:
+            lazy_user._setup()
+            user = lazy_user._wrapped
+        language = cls.language_for(user, request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME))
+        if language and language != getattr(request, "LANGUAGE_CODE", None):
+            translation.activate(language)
+            request.LANGUAGE_CODE = language
+        return user
+
+    @classmethod
+    def after_login(cls, sender, request, user, **kwargs) -> None:
+        """user_logged_in: the rest of the login request (allauth's "Signed in as ..." message) speaks
+        the language of the user who just signed in, not the anonymous visitor's."""
+        language = cls.language_for(user, request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME))
+        if language:
+            translation.activate(language)
+            request.LANGUAGE_CODE = language
+
+    @staticmethod
+    def language_for(user, cookie: str | None) -> str | None:
+        """The user's interface language, or None to keep LocaleMiddleware's choice."""
+        if not user.is_authenticated:
+            return None
+        if user.ui_language in ui_languages():
+            return user.ui_language
+        if cookie in ui_languages():
+            return None  # LocaleMiddleware already chose the cookie's language
+        try:
+            return translation.get_supported_language_variant(user.preferred_language)
+        except LookupError:
+            return None  # a task language the interface lacks: Accept-Language stays

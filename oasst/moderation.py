@@ -7,6 +7,8 @@ tasks.services.moderation.user_purge_messages."""
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext, pgettext_lazy
 
 from oasst.audit import check_permission, clean_reason, moderation_record
 from oasst.errors import Forbidden, NotFound
@@ -15,18 +17,29 @@ from oasst.services import account_delete, user_locked
 from oasst.signals import user_banned
 
 # What a group makes an account, in a refusal ("Only a superuser can ban a moderator.").
-ACCOUNT_KIND_BY_GROUP = {"moderators": "a moderator", "researchers": "a researcher"}
+ACCOUNT_KIND_BY_GROUP = {"moderators": pgettext_lazy("the object of a refusal", "a moderator"),
+                         "researchers": pgettext_lazy("the object of a refusal", "a researcher")}
+# The refusal, per action, as a whole sentence for the translators; %(account)s is one of the kinds above.
+REFUSALS = {
+    "ban": gettext_lazy("Only a superuser can ban %(account)s."),
+    "unban": gettext_lazy("Only a superuser can unban %(account)s."),
+    "anonymise": gettext_lazy("Only a superuser can anonymise %(account)s."),
+    "edit": gettext_lazy("Only a superuser can edit %(account)s."),
+    "purge the messages of": gettext_lazy("Only a superuser can purge the messages of %(account)s."),
+}
 
 
 def protected_account_kind(user: User) -> str | None:
     """What makes an account more than a contributor's (a superuser, a group member, staff), or None:
     moderating such an account is a superuser's decision."""
     if user.is_superuser:
-        return "a superuser"
+        return pgettext("the object of a refusal", "a superuser")
     group = user.groups.order_by("name").values_list("name", flat=True).first()
     if group is not None:
-        return ACCOUNT_KIND_BY_GROUP.get(group, f"a member of the {group} group")
-    return "a staff account" if user.is_staff else None
+        if group in ACCOUNT_KIND_BY_GROUP:
+            return str(ACCOUNT_KIND_BY_GROUP[group])
+        return pgettext("the object of a refusal", "a member of the %(group)s group") % {"group": group}
+    return pgettext("the object of a refusal", "a staff account") if user.is_staff else None
 
 
 def check_may_moderate_user(actor: User, target: User, *, action: str) -> None:
@@ -34,7 +47,8 @@ def check_may_moderate_user(actor: User, target: User, *, action: str) -> None:
     moderator, a researcher or an administrator would be a takeover of the roles above them."""
     kind = protected_account_kind(target)
     if kind is not None and not actor.is_superuser:
-        raise Forbidden(f"Only a superuser can {action} {kind}.", code="protected_account")
+        refusal = REFUSALS.get(action, gettext_lazy("Only a superuser can do this to %(account)s."))
+        raise Forbidden(str(refusal) % {"account": kind}, code="protected_account")
 
 
 def moderated_user(actor: User, user_id, *, action: str, lock: bool = True) -> User:
@@ -44,11 +58,11 @@ def moderated_user(actor: User, user_id, *, action: str, lock: bool = True) -> U
     try:
         target = user_locked(user_id) if lock else User.objects.get(pk=user_id)
     except (User.DoesNotExist, ValueError, TypeError):
-        raise NotFound("No such user.", code="user_not_found") from None
+        raise NotFound(_("No such user."), code="user_not_found") from None
     if action == "ban" and (target.is_superuser or target.pk == actor.pk):
-        raise Forbidden("Administrators and you yourself cannot be banned here.", code="cannot_ban")
+        raise Forbidden(_("Administrators and you yourself cannot be banned here."), code="cannot_ban")
     if action == "anonymise" and target.is_superuser:
-        raise Forbidden("An administrator's account cannot be anonymised; take away its superuser status first.",
+        raise Forbidden(_("An administrator's account cannot be anonymised; take away its superuser status first."),
                         code="cannot_anonymise_admin")
     check_may_moderate_user(actor, target, action=action)
     return target
@@ -84,7 +98,7 @@ def user_anonymise(*, actor: User, user_id, reason: str = "") -> User:
     """A moderator deletes an account the way its owner would (see account_delete), audited."""
     target = moderated_user(actor, user_id, action="anonymise")
     if target.pk == actor.pk:
-        raise Forbidden("Delete your own account from your profile.", code="cannot_anonymise_self")
+        raise Forbidden(_("Delete your own account from your profile."), code="cannot_anonymise_self")
     before = {"username": target.username}
     account_delete(user=target)
     moderation_record(actor=actor, action="user_anonymise", target_type="user", target_id=target.pk, reason=reason,

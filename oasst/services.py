@@ -17,10 +17,11 @@ from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 from rest_framework.authtoken.models import Token
 
 from oasst.errors import Conflict, Forbidden, NotFound, ServiceError
-from oasst.languages import LANGUAGES
+from oasst.languages import LANGUAGES, ui_languages
 from oasst.models import ModerationEvent, User
 from oasst.signals import account_deleted, user_data_requested
 from oasst.text import clean_name
@@ -37,33 +38,56 @@ def user_locked(user_id, *, no_key: bool = True) -> User:
 
 def check_account_active(user: User) -> None:
     if not user.is_active:
-        raise Conflict("This account has been deleted.", code="account_deleted")
+        raise Conflict(gettext("This account has been deleted."), code="account_deleted")
 
 
 def clean_display_name(display_name: object) -> str:
     if not isinstance(display_name, str):
-        raise ServiceError("The display name must be text.", code="invalid_display_name")
+        raise ServiceError(gettext("The display name must be text."), code="invalid_display_name")
     display_name = display_name.strip()
     if not display_name:
-        raise ServiceError("Enter a display name.", code="empty_display_name")
+        raise ServiceError(gettext("Enter a display name."), code="empty_display_name")
     if len(display_name) > DISPLAY_NAME_MAX:
-        raise ServiceError(f"The display name is longer than {DISPLAY_NAME_MAX} characters.",
-                           code="display_name_too_long")
+        message = gettext("The display name is longer than %(limit)s characters.") % {"limit": DISPLAY_NAME_MAX}
+        raise ServiceError(message, code="display_name_too_long")
     return clean_name(display_name, what="display name", code="invalid_display_name",
                       empty_code="empty_display_name")
 
 
+def check_ui_language(ui_language: object) -> str:
+    """An interface language: "" (follow the task language) or a code of settings.LANGUAGES."""
+    if ui_language != "" and (not isinstance(ui_language, str) or ui_language not in ui_languages()):
+        raise ServiceError(gettext("Unknown interface language %(code)s.") % {"code": repr(ui_language)[:40]},
+                           code="invalid_ui_language")
+    return ui_language
+
+
 @transaction.atomic
 def profile_update(*, user: User, display_name: object, preferred_language: object,
-                   show_on_leaderboard: bool) -> User:
+                   show_on_leaderboard: bool, ui_language: object | None = None) -> User:
+    """Saves the profile settings; ui_language None leaves the interface language as it is."""
     check_account_active(user)
     display_name = clean_display_name(display_name)
     if preferred_language not in LANGUAGES:
-        raise ServiceError(f"Unknown language {preferred_language!r}.", code="invalid_language")
+        raise ServiceError(gettext("Unknown language %(code)s.") % {"code": repr(preferred_language)[:40]},
+                           code="invalid_language")
+    fields = ["display_name", "preferred_language", "show_on_leaderboard"]
+    if ui_language is not None:
+        user.ui_language = check_ui_language(ui_language)
+        fields.append("ui_language")
     user.display_name = display_name
     user.preferred_language = preferred_language
     user.show_on_leaderboard = bool(show_on_leaderboard)
-    user.save(update_fields=["display_name", "preferred_language", "show_on_leaderboard"])
+    user.save(update_fields=fields)
+    return user
+
+
+@transaction.atomic
+def ui_language_set(*, user: User, ui_language: object) -> User:
+    """The language picker, used while logged in: the choice follows the user to other devices."""
+    check_account_active(user)
+    user.ui_language = check_ui_language(ui_language)
+    user.save(update_fields=["ui_language"])
     return user
 
 
@@ -81,7 +105,7 @@ def api_token_revoke(*, user: User) -> None:
     user_locked(user.pk)
     deleted, _ = Token.objects.filter(user=user).delete()
     if not deleted:
-        raise NotFound("You have no API token to revoke.", code="no_token")
+        raise NotFound(gettext("You have no API token to revoke."), code="no_token")
 
 
 def _rows(queryset, *fields) -> list[dict]:
@@ -114,7 +138,8 @@ def user_data_export(*, user: User) -> dict:
         "account": {
             "id": user.pk, "username": user.username, "email": user.email, "display_name": user.display_name,
             "first_name": user.first_name, "last_name": user.last_name,
-            "preferred_language": user.preferred_language, "show_on_leaderboard": user.show_on_leaderboard,
+            "preferred_language": user.preferred_language, "ui_language": user.ui_language,
+            "show_on_leaderboard": user.show_on_leaderboard,
             "date_joined": user.date_joined, "last_login": user.last_login,
             "tos_accepted_at": user.tos_accepted_at, "last_activity_at": user.last_activity_at,
             "streak_days": user.streak_days, "streak_last_day_at": user.streak_last_day_at,
@@ -188,7 +213,7 @@ def account_delete(*, user: User) -> User:
     locked = user_locked(user.pk, no_key=False)
     check_account_active(locked)
     if locked.is_superuser:
-        raise Forbidden("An administrator's account cannot delete itself; ask another administrator.",
+        raise Forbidden(gettext("An administrator's account cannot delete itself; ask another administrator."),
                         code="admin_account")
     locked.username = f"deleted-{secrets.token_hex(8)}"
     locked.email = ""

@@ -11,6 +11,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from oasst.env import Env, database_config, social_providers
+from oasst.sentry import sentry_init
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = Env()
@@ -62,6 +63,7 @@ INSTALLED_APPS += [f"allauth.socialaccount.providers.{name}" for name in SOCIALA
 
 MIDDLEWARE = [
     "oasst.middleware.HealthCheckMiddleware",
+    "oasst.middleware.MetricsMiddleware",  # /metrics behind its guard; times every other request
     "oasst.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -71,6 +73,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "oasst.middleware.UiLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -313,6 +316,16 @@ REST_FRAMEWORK = {
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 ALLAUTH_TRUSTED_PROXY_COUNT = REST_FRAMEWORK["NUM_PROXIES"]  # allauth's sign-up and log-in limits per IP
+
+# /metrics (oasst/metrics.py, docs/operations.md "Monitoring"): served only to a scraper that passes every guard
+# configured here, a bearer token and/or client networks (the client address read as the per-IP rate limits read
+# it); with neither set, /metrics is a 404 like any unknown path. The scrape-time figures come from these functions.
+METRICS_TOKEN = env.str("OASST_METRICS_TOKEN")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("OASST_METRICS_TOKEN must be at least 16 characters long.")
+METRICS_ALLOW_IPS = env.networks("OASST_METRICS_ALLOW_IPS")
+METRICS_COLLECTORS = ["tasks.metrics.task_metrics", "tasks.metrics.tree_metrics",
+                      "training.metrics.training_run_metrics"]
 SPECTACULAR_SETTINGS = {
     "TITLE": "OASST API",
     "DESCRIPTION": "Crowdsourced conversation trees for training an open chat assistant.",
@@ -331,7 +344,9 @@ SPECTACULAR_SETTINGS = {
 # Internationalisation: the UI is written in English with its strings marked for translation;
 # the languages contributors write in are listed in oasst/languages.py.
 LANGUAGE_CODE = "en"
-LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+# The interface languages (native names, for the picker); a catalogue per language in locale/, compiled by
+# `manage.py compile_translations`. oasst.middleware.UiLanguageMiddleware picks one per request.
+LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("es", "Español"), ("fr", "Français")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -385,6 +400,13 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
     },
 }
+
+# Errors go to Sentry when SENTRY_DSN is set, scrubbed of personal data first (oasst/sentry.py). Never log the DSN.
+SENTRY_DSN = env.str("SENTRY_DSN")
+if SENTRY_DSN:
+    sentry_init(dsn=SENTRY_DSN, environment=env.str("SENTRY_ENVIRONMENT", "production"),
+                release=env.str("SENTRY_RELEASE") or None,
+                traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", 0.0, minimum=0, maximum=1))
 
 # Logs go to stdout: JSON lines in production, plain text in development; every record carries the
 # request id (oasst.logging). What a log line may hold: docs/security.md, "Logs".

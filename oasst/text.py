@@ -15,6 +15,8 @@ import unicodedata
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext_lazy
 
 from oasst.errors import ServiceError
 
@@ -35,12 +37,30 @@ def character_label(character: str) -> str:
     return f"U+{ord(character):04X} {name}"
 
 
+# The fields the checks below name in their refusals ("The display name contains ..."), for the translators.
+FIELD_NAMES = {
+    "name": pgettext_lazy("a field in a refusal", "name"),
+    "display name": pgettext_lazy("a field in a refusal", "display name"),
+    "reason": pgettext_lazy("a field in a refusal", "reason"),
+    "text": pgettext_lazy("a field in a refusal", "text"),
+    "comment": pgettext_lazy("a field in a refusal", "comment"),
+}
+
+
+def _field(what: str) -> str:
+    return str(FIELD_NAMES.get(what, what))
+
+
 def check_text(text: str, *, what: str, code: str) -> None:
     """Refuse control characters (all but tab, newline and carriage return) and lone surrogates."""
     if found := _REFUSED.search(text):
-        kind = "an unpaired surrogate" if unicodedata.category(found.group()) == "Cs" else "a control character"
-        raise ServiceError(f"The {what} contains {kind} ({character_label(found.group())}), which is not allowed: "
-                           f"remove it.", code=code)
+        if unicodedata.category(found.group()) == "Cs":
+            message = _("The %(field)s contains an unpaired surrogate (%(character)s), which is not allowed: "
+                        "remove it.")
+        else:
+            message = _("The %(field)s contains a control character (%(character)s), which is not allowed: "
+                        "remove it.")
+        raise ServiceError(message % {"field": _field(what), "character": character_label(found.group())}, code=code)
 
 
 def _visible(character: str) -> bool:
@@ -52,10 +72,12 @@ def clean_name(name: str, *, what: str, code: str, empty_code: str) -> str:
     check_text(name, what=what, code=code)
     for character in name:
         if character in DIRECTION_CONTROLS:
-            raise ServiceError(f"The {what} contains {character_label(character)}, which changes the direction of "
-                               f"the text around it: remove it.", code=code)
+            message = _("The %(field)s contains %(character)s, which changes the direction of the text around it: "
+                        "remove it.")
+            raise ServiceError(message % {"field": _field(what), "character": character_label(character)}, code=code)
     if not any(_visible(character) for character in name):
-        raise ServiceError(f"The {what} needs at least one visible character.", code=empty_code)
+        raise ServiceError(_("The %(field)s needs at least one visible character.") % {"field": _field(what)},
+                           code=empty_code)
     return name
 
 

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from oasst import api, views
@@ -42,6 +43,7 @@ urlpatterns = [
     path("messages/", include("tasks.browse_urls")),
     path("", include("tasks.urls")),
     path("favicon.ico", views.favicon),
+    path("i18n/setlang/", views.set_language, name="set_language"),
     path("accounts/", include("allauth.urls")),
     path("profile/", include("tasks.profile_urls")),
     path("leaderboard/", include("ranking.urls")),
@@ -52,5 +54,5 @@ urlpatterns = [
 handler404 = "oasst.views.page_not_found"
 handler500 = "oasst.views.server_error"
 
-admin.site.site_header = "OASST moderation"
-admin.site.site_title = "OASST admin"
+admin.site.site_header = gettext_lazy("OASST moderation")
+admin.site.site_title = gettext_lazy("OASST admin")

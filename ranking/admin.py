@@ -1,6 +1,7 @@
 """Admin views of ranking results: consensus and agreement per parent, "not rankable" counts."""
 
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from ranking.models import RankingResult
 
@@ -14,7 +15,7 @@ class RankingResultAdmin(admin.ModelAdmin):
     search_fields = ("parent__text",)
     show_full_result_count = False
 
-    @admin.display(description="agreement", ordering="agreement")
+    @admin.display(description=_("agreement"), ordering="agreement")
     def agreement_shown(self, result: RankingResult) -> str:
         """Kendall's W to two places: 0.44, not 0.4444444444444444."""
         return "—" if result.agreement is None else f"{result.agreement:.2f}"

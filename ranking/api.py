@@ -1,6 +1,7 @@
 """REST API v1 for scores: the user's own stats and the leaderboard. The trollboard (it reads
 messages and reactions) is tasks.trollboard_api."""
 
+from django.utils.translation import gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -54,7 +55,7 @@ class MeSerializer(UserSerializer):
 
 def frame_or_404(frame: str) -> str:
     if frame not in Frame.values:
-        raise NotFound(f"Unknown time frame {frame!r}: use day, week, month or total.")
+        raise NotFound(gettext("Unknown time frame %(frame)s: use day, week, month or total.") % {"frame": repr(frame)})
     return frame
 
 

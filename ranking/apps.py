@@ -1,11 +1,12 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 from oasst.signals import account_deleted, user_data_requested
 
 
 class RankingConfig(AppConfig):
     name = "ranking"
-    verbose_name = "Rankings and scoring"
+    verbose_name = _("Rankings and scoring")
 
     def ready(self) -> None:
         """Act on oasst's account signals (oasst is below ranking and cannot call it): a deleted

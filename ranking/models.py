@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from ranking import scoring
 
@@ -17,6 +18,8 @@ class Ranking(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = _("ranking")
+        verbose_name_plural = _("rankings")
         constraints = [models.UniqueConstraint(fields=["parent", "user"], name="ranking_once_per_user")]
 
     def __str__(self) -> str:
@@ -26,12 +29,24 @@ class Ranking(models.Model):
 class RankingResult(models.Model):
     """The consensus of one parent's rankings, and how far the rankers agreed."""
 
-    parent = models.OneToOneField("tasks.Message", on_delete=models.CASCADE, related_name="ranking_result")
-    consensus = models.JSONField(default=list, help_text="Reply ids, best first.")
-    rankings = models.PositiveIntegerField(default=0, help_text="Complete rankings the consensus used.")
-    not_rankable = models.PositiveIntegerField(default=0, help_text='"Not rankable" submissions.')
-    agreement = models.FloatField(null=True, blank=True, help_text="Kendall's W of the rankings (1 = unanimous).")
-    computed_at = models.DateTimeField(auto_now=True)
+    parent = models.OneToOneField(
+        "tasks.Message", verbose_name=_("parent"), on_delete=models.CASCADE, related_name="ranking_result",
+    )
+    consensus = models.JSONField(verbose_name=_("consensus"), default=list, help_text=_("Reply ids, best first."))
+    rankings = models.PositiveIntegerField(
+        verbose_name=_("rankings"), default=0, help_text=_("Complete rankings the consensus used."),
+    )
+    not_rankable = models.PositiveIntegerField(
+        verbose_name=_("not rankable"), default=0, help_text=_('"Not rankable" submissions.'),
+    )
+    agreement = models.FloatField(
+        verbose_name=_("agreement"), null=True, blank=True, help_text=_("Kendall's W of the rankings (1 = unanimous)."),
+    )
+    computed_at = models.DateTimeField(verbose_name=_("computed at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("ranking result")
+        verbose_name_plural = _("ranking results")
 
     def __str__(self) -> str:
         return f"consensus of {self.parent_id}"
@@ -51,6 +66,8 @@ class ContributionEvent(models.Model):
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:
+        verbose_name = _("contribution event")
+        verbose_name_plural = _("contribution events")
         indexes = [models.Index(fields=["user", "created_at"], name="event_user_created_idx")]
 
     def __str__(self) -> str:
@@ -58,10 +75,10 @@ class ContributionEvent(models.Model):
 
 
 class Frame(models.TextChoices):
-    DAY = "day"
-    WEEK = "week"
-    MONTH = "month"
-    TOTAL = "total"
+    DAY = "day", _("Day")
+    WEEK = "week", _("Week")
+    MONTH = "month", _("Month")
+    TOTAL = "total", _("Total")
 
 
 class UserScore(models.Model):
@@ -75,6 +92,8 @@ class UserScore(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = _("user score")
+        verbose_name_plural = _("user scores")
         constraints = [models.UniqueConstraint(fields=["user", "frame"], name="score_once_per_frame")]
 
     def __str__(self) -> str:
@@ -92,6 +111,8 @@ class LeaderboardEntry(models.Model):
     built_at = models.DateTimeField()
 
     class Meta:
+        verbose_name = _("leaderboard entry")
+        verbose_name_plural = _("leaderboard entries")
         constraints = [
             models.UniqueConstraint(fields=["frame", "rank"], name="leaderboard_rank_unique"),
             models.UniqueConstraint(fields=["frame", "user"], name="leaderboard_user_unique"),

@@ -10,6 +10,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from oasst.errors import Conflict
 from ranking import consensus, scoring
@@ -27,7 +28,7 @@ def ranking_create(*, parent_id, user, task, order: list[str], not_rankable: boo
         return Ranking.objects.create(parent_id=parent_id, user=user, task=task, ranking=order,
                                       not_rankable=not_rankable)
     except IntegrityError:
-        raise Conflict("You already ranked these replies.", code="already_ranked") from None
+        raise Conflict(gettext("You already ranked these replies."), code="already_ranked") from None
 
 
 def tree_consensus_record(*, tree_id, good_tau: float) -> dict:

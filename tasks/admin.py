@@ -10,13 +10,15 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef
-from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from oasst.moderation_forms import DISMISS, HALT, REMOVAL, RESTORE, RESUME, confirm_then_apply, reason_form
 from oasst.text import mark_hidden
@@ -25,10 +27,13 @@ from tasks import (
     selectors,
     services,
 )
+from tasks.admin_export import TreeExportActions
 from tasks.admin_reports import report_urls
 from tasks.admin_scores import ScoreBandFilter, score_urls
-from tasks.export import ExportFilters, can_export, can_export_real_ids, export_lines, release_seed
 from tasks.models import FlaggedMessage, Message, MessageRevision, MessageTree, TreeState
+
+# Message.review_state's values as the moderator reads them, in their language
+REVIEW_STATES = {"accepted": _("accepted"), "rejected": _("rejected"), "undecided": _("undecided")}
 
 
 class BoundedCountPaginator(Paginator):
@@ -50,7 +55,7 @@ def _run(modeladmin, request, queryset, service, permission_label: str, **kwargs
         except ValidationError as error:
             refused.append(f"{obj}: {' '.join(error.messages)}")
     if done:
-        modeladmin.message_user(request, f"{done} done.", messages.SUCCESS)
+        modeladmin.message_user(request, ngettext("%(n)s done.", "%(n)s done.", done) % {"n": done}, messages.SUCCESS)
     for line in refused:
         modeladmin.message_user(request, line, messages.ERROR)
 
@@ -63,11 +68,11 @@ def _with_reason(modeladmin, request, queryset, *, title: str, action: str, choi
 
 
 class FlaggedFilter(admin.SimpleListFilter):
-    title = "flagged"
+    title = _("flagged")
     parameter_name = "flagged"
 
     def lookups(self, request, model_admin):
-        return [("open", "In the flagged queue"), ("24h", "Reported in the last 24 h")]
+        return [("open", _("In the flagged queue")), ("24h", _("Reported in the last 24 h"))]
 
     def queryset(self, request, queryset):
         if self.value() == "open":
@@ -80,7 +85,7 @@ class FlaggedFilter(admin.SimpleListFilter):
 
 
 class MessageForm(forms.ModelForm):
-    reason = forms.CharField(required=False, max_length=500, help_text="Why you edit this text (audit log).")
+    reason = forms.CharField(required=False, max_length=500, help_text=_("Why you edit this text (audit log)."))
 
     class Meta:
         model = Message
@@ -105,27 +110,33 @@ class MessageAdmin(admin.ModelAdmin):
                        "review_result", "rank", "deleted", "synthetic", "model_name", "emoji_summary",
                        "labels_shown", "red_flags", "edited")
     fieldsets = ((None, {"fields": ("text", "reason")}),
-                 ("Message", {"fields": readonly_fields}))
+                 (_("Message"), {"fields": readonly_fields}))
     change_form_template = "admin/tasks/message/change_form.html"
     actions = ["delete_with_subtree", "undelete_with_ancestors", "mark_spam", "add_to_flagged_queue", "halt_tree",
                "resume_tree"]
 
-    @admin.display(description="text")
+    @admin.display(description=_("text"))
     def excerpt(self, message: Message) -> str:
         return mark_hidden(message.text[:90] + ("…" if len(message.text) > 90 else ""))
 
-    @admin.display(description="tree state", ordering="tree__state")
+    @admin.display(description=_("tree state"), ordering="tree__state")
     def tree_state(self, message: Message) -> str:
-        return message.tree.state
+        return message.tree.get_state_display()
 
-    @admin.display(description="emojis")
+    @admin.display(description=_("review state"))
+    def review_state(self, message: Message) -> str:
+        return REVIEW_STATES[message.review_state]
+
+    @admin.display(description=_("emojis"))
     def emoji_summary(self, message: Message) -> str:
         return " ".join(f"{code}:{n}" for code, n in message.emojis.items())
 
-    @admin.display(description="labels")
+    @admin.display(description=_("labels"))
     def labels_shown(self, message: Message) -> str:
         """The reviews' mean per label as "spam: 0.0 (2 reviews), quality: 0.75 (2 reviews)", not raw JSON."""
-        return ", ".join(f"{name}: {round(entry['value'], 2)} ({entry['count']} reviews)"
+        return ", ".join(ngettext("%(name)s: %(value)s (%(count)s review)", "%(name)s: %(value)s (%(count)s reviews)",
+                                  entry["count"])
+                         % {"name": name, "value": round(entry["value"], 2), "count": entry["count"]}
                          for name, entry in message.labels.items()) or "—"
 
     def has_add_permission(self, request) -> bool:
@@ -166,36 +177,36 @@ class MessageAdmin(admin.ModelAdmin):
         return _with_reason(self, request, queryset, title=title, action=action, choices=choices,
                             each=lambda reason: _run(self, request, queryset, service, "message_id", reason=reason))
 
-    @admin.action(description="Delete with subtree…", permissions=["moderate"])
+    @admin.action(description=_("Delete with subtree…"), permissions=["moderate"])
     def delete_with_subtree(self, request, queryset):
-        return self._on_messages(request, queryset, "Delete with subtree", "delete_with_subtree", REMOVAL,
+        return self._on_messages(request, queryset, _("Delete with subtree"), "delete_with_subtree", REMOVAL,
                                  services.message_delete)
 
-    @admin.action(description="Undelete with ancestors…", permissions=["moderate"])
+    @admin.action(description=_("Undelete with ancestors…"), permissions=["moderate"])
     def undelete_with_ancestors(self, request, queryset):
-        return self._on_messages(request, queryset, "Undelete with ancestors", "undelete_with_ancestors", RESTORE,
+        return self._on_messages(request, queryset, _("Undelete with ancestors"), "undelete_with_ancestors", RESTORE,
                                  services.message_undelete)
 
-    @admin.action(description="Mark as spam…", permissions=["moderate"])
+    @admin.action(description=_("Mark as spam…"), permissions=["moderate"])
     def mark_spam(self, request, queryset):
-        return self._on_messages(request, queryset, "Mark as spam", "mark_spam", REMOVAL, services.message_mark_spam)
+        return self._on_messages(request, queryset, _("Mark as spam"), "mark_spam", REMOVAL, services.message_mark_spam)
 
-    @admin.action(description="Move to the flagged queue…", permissions=["moderate"])
+    @admin.action(description=_("Move to the flagged queue…"), permissions=["moderate"])
     def add_to_flagged_queue(self, request, queryset):
-        return self._on_messages(request, queryset, "Move to the flagged queue", "add_to_flagged_queue", REMOVAL,
+        return self._on_messages(request, queryset, _("Move to the flagged queue"), "add_to_flagged_queue", REMOVAL,
                                  services.message_flag)
 
-    @admin.action(description="Halt their trees…", permissions=["moderate_tree"])
+    @admin.action(description=_("Halt their trees…"), permissions=["moderate_tree"])
     def halt_tree(self, request, queryset):
         trees = MessageTree.objects.filter(pk__in=queryset.values("tree_id"))
-        return _with_reason(self, request, queryset, title="Halt their trees", action="halt_tree", choices=HALT,
+        return _with_reason(self, request, queryset, title=_("Halt their trees"), action="halt_tree", choices=HALT,
                             each=lambda reason: _halt(self, request, trees, reason))
 
-    @admin.action(description="Resume their trees…", permissions=["moderate_tree"])
+    @admin.action(description=_("Resume their trees…"), permissions=["moderate_tree"])
     def resume_tree(self, request, queryset):
         trees = MessageTree.objects.filter(pk__in=queryset.values("tree_id"))
-        return _with_reason(self, request, queryset, title="Resume their trees", action="resume_tree", choices=RESUME,
-                            each=lambda reason: _resume(self, request, trees, reason))
+        return _with_reason(self, request, queryset, title=_("Resume their trees"), action="resume_tree",
+                            choices=RESUME, each=lambda reason: _resume(self, request, trees, reason))
 
     def get_urls(self):
         return [*score_urls(self.admin_site),
@@ -220,8 +231,8 @@ class MessageAdmin(admin.ModelAdmin):
         return response or HttpResponseRedirect(back)
 
 
-MESSAGE_STEPS = {"delete": ("Delete with subtree", REMOVAL, services.message_delete),
-                 "undelete": ("Undelete with ancestors", RESTORE, services.message_undelete)}
+MESSAGE_STEPS = {"delete": (_("Delete with subtree"), REMOVAL, services.message_delete),
+                 "undelete": (_("Undelete with ancestors"), RESTORE, services.message_undelete)}
 
 
 def _halt(modeladmin, request, trees, reason: str) -> None:
@@ -239,23 +250,13 @@ def _walk(children: dict, parent_id, depth: int):
         yield from _walk(children, message.pk, depth + 1)
 
 
-def _export_response(trees, *, anonymize_seed: str | None) -> StreamingHttpResponse:
-    """The selected trees whole (deleted, spam and synthetic messages included), streamed."""
-    filters = ExportFilters(states=(), tree_ids=tuple(trees.values_list("pk", flat=True)),
-                            include_deleted=True, include_spam=True, include_synthetic=True)
-    response = StreamingHttpResponse(export_lines(filters=filters, anonymize_seed=anonymize_seed),
-                                     content_type="application/jsonl")
-    response["Content-Disposition"] = 'attachment; filename="oasst-trees.jsonl"'
-    return response
-
-
 class MoveTreeForm(forms.Form):
     state = forms.ChoiceField(choices=TreeState.choices)
     reason = forms.CharField(max_length=500)
 
 
 @admin.register(MessageTree)
-class MessageTreeAdmin(admin.ModelAdmin):
+class MessageTreeAdmin(TreeExportActions, admin.ModelAdmin):
     list_display = ("id", "state", "lang", "message_count", "accepted_count", "awaiting_review", "created_at",
                     "updated_at")
     list_filter = ("state", "lang", "origin")
@@ -266,7 +267,8 @@ class MessageTreeAdmin(admin.ModelAdmin):
     ordering = ("-updated_at",)
     readonly_fields = [field.name for field in MessageTree._meta.fields]
     change_form_template = "admin/tasks/messagetree/change_form.html"
-    actions = ["halt", "resume", "abort", "move_to_state", "download_export", "download_export_real_ids"]
+    actions = ["halt", "resume", "abort", "move_to_state", "download_export", "download_export_real_ids",
+               "download_export_hf"]
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -285,48 +287,29 @@ class MessageTreeAdmin(admin.ModelAdmin):
             context["tree_rows"] = list(_walk(children, None, 0))
         return super().render_change_form(request, context, add, change, form_url, obj)
 
-    @admin.action(description="Halt…", permissions=["moderate"])
+    @admin.action(description=_("Halt…"), permissions=["moderate"])
     def halt(self, request, queryset):
-        return _with_reason(self, request, queryset, title="Halt", action="halt", choices=HALT,
+        return _with_reason(self, request, queryset, title=_("Halt"), action="halt", choices=HALT,
                             each=lambda reason: _halt(self, request, queryset, reason))
 
-    @admin.action(description="Resume…", permissions=["moderate"])
+    @admin.action(description=_("Resume…"), permissions=["moderate"])
     def resume(self, request, queryset):
-        return _with_reason(self, request, queryset, title="Resume", action="resume", choices=RESUME,
+        return _with_reason(self, request, queryset, title=_("Resume"), action="resume", choices=RESUME,
                             each=lambda reason: _resume(self, request, queryset, reason))
 
-    @admin.action(description="Abort…", permissions=["moderate"])
+    @admin.action(description=_("Abort…"), permissions=["moderate"])
     def abort(self, request, queryset):
-        return _with_reason(self, request, queryset, title="Abort", action="abort", choices=REMOVAL,
+        return _with_reason(self, request, queryset, title=_("Abort"), action="abort", choices=REMOVAL,
                             each=lambda reason: _run(self, request, queryset, services.tree_move, "tree_id",
                                                      state=TreeState.ABORTED_LOW_GRADE, reason=reason))
 
-    def has_view_permission(self, request, obj=None) -> bool:
-        """Researchers open the tree list to download the trees they pick."""
-        return super().has_view_permission(request, obj) or can_export(request.user)
-
-    def has_export_permission(self, request) -> bool:
-        return can_export(request.user)
-
-    def has_export_real_ids_permission(self, request) -> bool:
-        return can_export_real_ids(request.user)
-
-    @admin.action(description="Download as oasst JSON Lines (anonymised ids)", permissions=["export"])
-    def download_export(self, request, queryset):
-        seed, _ = release_seed()  # never written: the download carries only the hashes
-        return _export_response(queryset, anonymize_seed=seed)
-
-    @admin.action(description="Download as oasst JSON Lines with the real ids", permissions=["export_real_ids"])
-    def download_export_real_ids(self, request, queryset):
-        return _export_response(queryset, anonymize_seed=None)
-
-    @admin.action(description="Move to a state…", permissions=["moderate"])
+    @admin.action(description=_("Move to a state…"), permissions=["moderate"])
     def move_to_state(self, request, queryset):
         form = MoveTreeForm(request.POST if "apply" in request.POST else None)
         return confirm_then_apply(
-            self, request, queryset, form=form, title="Move", action="move_to_state",
-            help_text="Only moves along the tree's arrows are made (halt, resume, abort, or the next state); "
-                      "others are refused and listed.",
+            self, request, queryset, form=form, title=_("Move"), action="move_to_state",
+            help_text=_("Only moves along the tree's arrows are made (halt, resume, abort, or the next state); "
+                        "others are refused and listed."),
             apply=lambda data: _run(self, request, queryset, services.tree_move, "tree_id", state=data["state"],
                                     reason=data["reason"]))
 
@@ -385,34 +368,35 @@ class FlaggedMessageAdmin(admin.ModelAdmin):
     def _resolve_one(self, request, flag: FlaggedMessage, decision: str, reason: str) -> None:
         try:
             services.flag_resolve(actor=request.user, flag_id=flag.pk, decision=decision, reason=reason)
-            self.message_user(request, f"Flag {flag.pk}: {decision}.", messages.SUCCESS)
+            self.message_user(request, gettext("Flag %(id)s: %(decision)s.") % {"id": flag.pk, "decision": decision},
+                              messages.SUCCESS)
         except ValidationError as error:
             self.message_user(request, " ".join(error.messages), messages.ERROR)
 
-    @admin.display(description="message")
+    @admin.display(description=_("message"))
     def message_excerpt(self, flag: FlaggedMessage) -> str:
         url = reverse("admin:tasks_message_change", args=[flag.message_id])
         return format_html('<a href="{}">{}</a>', url, mark_hidden(flag.message.text[:100]))
 
-    @admin.display(description="author")
+    @admin.display(description=_("author"))
     def author(self, flag: FlaggedMessage) -> str:
         return flag.message.author.username if flag.message.author else "—"
 
-    @admin.display(description="reasons")
+    @admin.display(description=_("reasons"))
     def last_reasons(self, flag: FlaggedMessage) -> str:
         return mark_hidden("; ".join(flag.reasons[-3:]))
 
-    @admin.display(description="decide")
+    @admin.display(description=_("decide"))
     def decisions(self, flag: FlaggedMessage) -> str:
         if flag.processed:
-            return "processed"
+            return gettext("processed")
         buttons = []
-        for decision, label, key in (("dismiss", "Dismiss", "d"), ("delete", "Delete", "x"),
-                                     ("ban", "Delete + ban author", "b")):
+        for decision, label, key in (("dismiss", gettext("Dismiss"), "d"), ("delete", gettext("Delete"), "x"),
+                                     ("ban", gettext("Delete + ban author"), "b")):
             url = reverse("admin:tasks_flaggedmessage_resolve", args=[flag.pk, decision])
             buttons.append(format_html(
-                '<a href="{}" class="button flag-decision" data-decision="{}" title="key: {}">{}…</a>',
-                url, decision, key, label))
+                '<a href="{}" class="button flag-decision" data-decision="{}" title="{}">{}…</a>',
+                url, decision, gettext("key: %(key)s") % {"key": key}, label))
         return format_html("{}" * len(buttons), *buttons)
 
     def has_add_permission(self, request) -> bool:
@@ -431,18 +415,18 @@ class FlaggedMessageAdmin(admin.ModelAdmin):
                             each=lambda reason: _run(self, request, queryset, services.flag_resolve, "flag_id",
                                                      decision=decision, reason=reason))
 
-    @admin.action(description="Dismiss…", permissions=["moderate"])
+    @admin.action(description=_("Dismiss…"), permissions=["moderate"])
     def dismiss(self, request, queryset):
         return self._resolve_all(request, queryset, "dismiss", "dismiss")
 
-    @admin.action(description="Delete the messages…", permissions=["moderate"])
+    @admin.action(description=_("Delete the messages…"), permissions=["moderate"])
     def delete_messages(self, request, queryset):
         return self._resolve_all(request, queryset, "delete", "delete_messages")
 
-    @admin.action(description="Delete the messages and ban their authors…", permissions=["moderate"])
+    @admin.action(description=_("Delete the messages and ban their authors…"), permissions=["moderate"])
     def delete_and_ban(self, request, queryset):
         return self._resolve_all(request, queryset, "ban", "delete_and_ban")
 
 
-FLAG_DECISIONS = {"dismiss": ("Dismiss", DISMISS), "delete": ("Delete the message", REMOVAL),
-                  "ban": ("Delete the message and ban its author", REMOVAL)}
+FLAG_DECISIONS = {"dismiss": (_("Dismiss"), DISMISS), "delete": (_("Delete the message"), REMOVAL),
+                  "ban": (_("Delete the message and ban its author"), REMOVAL)}

@@ -9,6 +9,7 @@ from django.contrib.admin import AdminSite
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
+from django.utils.translation import gettext
 
 from oasst.models import User
 from ranking.models import Frame
@@ -28,7 +29,7 @@ def trollboard_view(request, *, admin_site: AdminSite) -> TemplateResponse:
     for entry in entries:
         entry["username"] = names.get(entry["user_id"], "")
     return TemplateResponse(request, "admin/tasks/trollboard.html", {
-        **admin_site.each_context(request), "title": "Trollboard", "entries": entries, "frame": frame,
+        **admin_site.each_context(request), "title": gettext("Trollboard"), "entries": entries, "frame": frame,
         "frames": Frame.values})
 
 
@@ -36,7 +37,7 @@ def statistics_view(request, *, admin_site: AdminSite) -> TemplateResponse:
     if not request.user.has_perm("tasks.view_message"):
         raise PermissionDenied
     return TemplateResponse(request, "admin/tasks/statistics.html", {
-        **admin_site.each_context(request), "title": "Statistics", **selectors.moderation_statistics()})
+        **admin_site.each_context(request), "title": gettext("Statistics"), **selectors.moderation_statistics()})
 
 
 def report_urls(admin_site: AdminSite) -> list[URLPattern]:

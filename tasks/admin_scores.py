@@ -10,6 +10,8 @@ from django.contrib.admin import AdminSite
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext, gettext_lazy
 
 from tasks import score_selectors
 
@@ -22,7 +24,7 @@ TAU_CHOICES = (-1.0, -0.5, 0.0)
 class ScoreBandFilter(admin.SimpleListFilter):
     """The reward score in fixed bands (tasks.score_selectors.SCORE_BANDS): unscored, low, middle, high."""
 
-    title = "reward score"
+    title = gettext_lazy("reward score")
     parameter_name = "score"
 
     def lookups(self, request, model_admin):
@@ -42,6 +44,13 @@ def _choice(request, name: str, choices: tuple, default):
     return value if value in choices else default
 
 
+def choice_links(choices: tuple, current, link: str, **query) -> str:
+    """The choices as links, the current one in bold: one value inside a sentence the translator sees whole."""
+    parts = (format_html("<strong>{}</strong>", c) if c == current else format_html(link, c=c, **query)
+             for c in choices)
+    return format_html_join(" · ", "{}", ((part,) for part in parts))
+
+
 def _check_can_view(request) -> None:
     if not request.user.has_perm("tasks.view_message"):
         raise PermissionDenied
@@ -51,8 +60,9 @@ def lowest_scored_view(request, *, admin_site: AdminSite) -> TemplateResponse:
     _check_can_view(request)
     days = _choice(request, "days", DAY_CHOICES, DEFAULT_DAYS)
     return TemplateResponse(request, "admin/tasks/lowest_scored.html", {
-        **admin_site.each_context(request), "title": "Lowest-scored recent replies", "days": days,
-        "day_choices": DAY_CHOICES, "replies": score_selectors.lowest_scored_replies(days=days)})
+        **admin_site.each_context(request), "title": gettext("Lowest-scored recent replies"), "days": days,
+        "day_links": choice_links(DAY_CHOICES, days, '<a href="?days={c}">{c}</a>'),
+        "replies": score_selectors.lowest_scored_replies(days=days)})
 
 
 def disagreements_view(request, *, admin_site: AdminSite) -> TemplateResponse:
@@ -60,8 +70,10 @@ def disagreements_view(request, *, admin_site: AdminSite) -> TemplateResponse:
     days = _choice(request, "days", DAY_CHOICES, DEFAULT_DISAGREEMENT_DAYS)
     max_tau = _choice(request, "max_tau", TAU_CHOICES, 0.0)
     return TemplateResponse(request, "admin/tasks/score_disagreements.html", {
-        **admin_site.each_context(request), "title": "Model and people disagree", "days": days, "max_tau": max_tau,
-        "day_choices": DAY_CHOICES, "tau_choices": TAU_CHOICES,
+        **admin_site.each_context(request), "title": gettext("Model and people disagree"), "days": days,
+        "max_tau": max_tau,
+        "day_links": choice_links(DAY_CHOICES, days, '<a href="?days={c}&max_tau={t}">{c}</a>', t=max_tau),
+        "tau_links": choice_links(TAU_CHOICES, max_tau, '<a href="?days={d}&max_tau={c}">{c}</a>', d=days),
         "entries": score_selectors.disagreements(days=days, max_tau=max_tau)})
 
 

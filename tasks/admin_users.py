@@ -11,6 +11,8 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseForbidden
 from django.utils.html import escape
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from oasst import moderation
 from oasst.models import ModerationEvent, User
@@ -25,8 +27,8 @@ class ReasonForm(forms.Form):
 
 
 class PurgeForm(ReasonForm):
-    since = forms.DateTimeField(required=False, help_text="Messages created from (empty: the first).")
-    until = forms.DateTimeField(required=False, help_text="Messages created until (empty: now).")
+    since = forms.DateTimeField(required=False, help_text=_("Messages created from (empty: the first)."))
+    until = forms.DateTimeField(required=False, help_text=_("Messages created until (empty: now)."))
 
 
 @admin.register(User)
@@ -43,11 +45,11 @@ class UserAdmin(DjangoUserAdmin):
     actions = ["ban", "unban", "purge_messages", "anonymise"]
     fieldsets = (
         (None, {"fields": ("username", "password")}),
-        ("Profile", {"fields": ("display_name", "email", "preferred_language", "show_on_leaderboard")}),
-        ("Moderation", {"fields": ("is_active", "is_banned", "ban_reason", "moderator_notes")}),
-        ("Activity", {"fields": ("tos_accepted_at", "last_activity_at", "streak_days", "streak_last_day_at",
+        (_("Profile"), {"fields": ("display_name", "email", "preferred_language", "show_on_leaderboard")}),
+        (_("Moderation"), {"fields": ("is_active", "is_banned", "ban_reason", "moderator_notes")}),
+        (_("Activity"), {"fields": ("tos_accepted_at", "last_activity_at", "streak_days", "streak_last_day_at",
                                  "last_login", "date_joined")}),
-        ("Permissions", {"classes": ("collapse",),
+        (_("Permissions"), {"classes": ("collapse",),
                          "fields": ("is_staff", "is_superuser", "groups", "user_permissions")}),
     )
     list_per_page = 100
@@ -120,35 +122,37 @@ class UserAdmin(DjangoUserAdmin):
                 except ValidationError as error:
                     self.message_user(request, f"{user}: {' '.join(error.messages)}", messages.ERROR)
             if done:
-                self.message_user(request, f"{title}: {done} done.", messages.SUCCESS)
+                self.message_user(request, ngettext("%(title)s: %(n)s done.", "%(title)s: %(n)s done.", done)
+                                  % {"title": title, "n": done}, messages.SUCCESS)
 
         return confirm_then_apply(self, request, queryset, form=form, title=title, action=action, apply=apply_to_each)
 
     def _given(self, request, form_class) -> forms.Form:
         return form_class(request.POST if "apply" in request.POST else None)
 
-    @admin.action(description="Ban…", permissions=["moderate"])
+    @admin.action(description=_("Ban…"), permissions=["moderate"])
     def ban(self, request, queryset):
-        return self._with_form(request, queryset, reason_form(request, REMOVAL), "Ban", "ban",
+        return self._with_form(request, queryset, reason_form(request, REMOVAL), _("Ban"), "ban",
                                lambda user, data: moderation.user_ban(actor=request.user, user_id=user.pk,
                                                                     reason=data["full_reason"]))
 
-    @admin.action(description="Unban…", permissions=["moderate"])
+    @admin.action(description=_("Unban…"), permissions=["moderate"])
     def unban(self, request, queryset):
-        return self._with_form(request, queryset, reason_form(request, RESTORE), "Unban", "unban",
+        return self._with_form(request, queryset, reason_form(request, RESTORE), _("Unban"), "unban",
                                lambda user, data: moderation.user_unban(actor=request.user, user_id=user.pk,
                                                                       reason=data["full_reason"]))
 
-    @admin.action(description="Purge their messages…", permissions=["moderate"])
+    @admin.action(description=_("Purge their messages…"), permissions=["moderate"])
     def purge_messages(self, request, queryset):
-        return self._with_form(request, queryset, self._given(request, PurgeForm), "Purge messages", "purge_messages",
+        return self._with_form(request, queryset, self._given(request, PurgeForm), _("Purge messages"),
+                               "purge_messages",
                                lambda user, data: user_purge_messages(
                                    actor=request.user, user_id=user.pk, since=data["since"], until=data["until"],
                                    reason=data["reason"]))
 
-    @admin.action(description="Anonymise (delete the account)…", permissions=["moderate"])
+    @admin.action(description=_("Anonymise (delete the account)…"), permissions=["moderate"])
     def anonymise(self, request, queryset):
-        return self._with_form(request, queryset, self._given(request, ReasonForm), "Anonymise", "anonymise",
+        return self._with_form(request, queryset, self._given(request, ReasonForm), _("Anonymise"), "anonymise",
                                lambda user, data: moderation.user_anonymise(actor=request.user, user_id=user.pk,
                                                                           reason=data["reason"]))
 

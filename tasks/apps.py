@@ -1,11 +1,12 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 from oasst.signals import account_deleted, user_banned, user_data_requested
 
 
 class TasksConfig(AppConfig):
     name = "tasks"
-    verbose_name = "Conversation trees and tasks"
+    verbose_name = _("Conversation trees and tasks")
 
     def ready(self) -> None:
         """Act on oasst's account signals (oasst is below tasks and cannot call it): a banned or

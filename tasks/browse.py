@@ -19,7 +19,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
-from oasst.languages import LANGUAGE_CHOICES
+from oasst.languages import language_choices
 from tasks import selectors, services
 from tasks.models import Emoji, EmojiReaction, Message, Role
 
@@ -46,7 +46,7 @@ EMOJI_DISPLAY = {
 class MessageFilterForm(forms.Form):
     q = forms.CharField(label=_("Search"), max_length=MAX_QUERY, required=False)
     lang = forms.ChoiceField(label=_("Language"), required=False,
-                             choices=[("", _("All languages")), *LANGUAGE_CHOICES])
+                             choices=lambda: [("", _("All languages")), *language_choices()])
     role = forms.ChoiceField(label=_("Role"), required=False,
                              choices=[("", _("All roles")), (Role.PROMPTER, _("User")),
                                       (Role.ASSISTANT, _("Assistant"))])

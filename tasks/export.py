@@ -232,7 +232,7 @@ def open_output(path: str | Path, gzip_level: int = GZIP_LEVEL):
     return open(path, "w", encoding="utf-8")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -279,24 +279,43 @@ def export_to_file(*, path: str | Path, filters: ExportFilters, fmt: str = "tree
         result.messages += pending_messages
         if progress and pending_messages:
             progress(pending_messages)
-    result.sha256 = _sha256(path)
-    result.filters = {key: (value.isoformat() if isinstance(value, datetime) else
-                            list(value) if isinstance(value, tuple) else value)
-                      for key, value in asdict(filters).items()}
-    manifest = {
-        "file": path.name,
+    result.sha256 = file_sha256(path)
+    result.filters = filters_json(filters)
+    manifest = export_manifest(file=path.name, fmt=fmt, trees=result.trees, messages=result.messages,
+                               filters=filters, anonymize_seed=anonymize_seed, seed_source=seed_source,
+                               started=started, sha256=result.sha256, compressed=path.suffix == ".gz")
+    manifest_path = manifest_path_for(path)
+    write_manifest(manifest_path, manifest)
+    result.manifest_path = str(manifest_path)
+    return result
+
+
+def filters_json(filters: ExportFilters) -> dict:
+    return {key: (value.isoformat() if isinstance(value, datetime) else
+                  list(value) if isinstance(value, tuple) else value)
+            for key, value in asdict(filters).items()}
+
+
+def export_manifest(*, file: str, fmt: str, trees: int, messages: int, filters: ExportFilters,
+                    anonymize_seed: str | None, seed_source: str, started: datetime, sha256: str,
+                    **extra) -> dict:
+    """What an export's manifest says: counts, filters, times, checksum, and whether and with which
+    kind of seed the ids were anonymised (never the seed); `extra` goes before the checksum."""
+    return {
+        "file": file,
         "format": fmt,
-        "compressed": path.suffix == ".gz",
-        "trees": result.trees,
-        "messages": result.messages,
-        "filters": result.filters,
+        **{key: value for key, value in extra.items() if key == "compressed"},
+        "trees": trees,
+        "messages": messages,
+        "filters": filters_json(filters),
         "anonymized": anonymize_seed is not None,
         **({"anonymize_seed_source": seed_source} if anonymize_seed is not None else {}),
         "started_at": started.isoformat(),
         "finished_at": timezone.now().isoformat(),
-        "sha256": result.sha256,
+        **{key: value for key, value in extra.items() if key != "compressed"},
+        "sha256": sha256,
     }
-    manifest_path = manifest_path_for(path)
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    result.manifest_path = str(manifest_path)
-    return result
+
+
+def write_manifest(path: Path, manifest: dict) -> None:
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

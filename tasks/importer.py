@@ -1,4 +1,5 @@
-"""The oasst import: tree files, nested or flat message files and Hugging Face flat rows.
+"""The oasst import: tree files, nested or flat message files, Hugging Face flat rows, and Hugging Face
+release folders (tasks.export_hf: their Parquet rows are read as flat rows).
 
 The kind of each line is detected on its own; gzip is detected from the file's first bytes. New
 trees are written in batches of many trees per transaction (tree by tree when a batch fails), their
@@ -14,10 +15,12 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Full, Queue
 
+from tasks.export_hf import hf_lines
 from tasks.import_plan import FieldChange, TreeOutcome, TreeRefused, merge_plan
 from tasks.import_write import IN_CHUNK, existing_messages, tree_merge, trees_create
 from tasks.models import MessageTree, Role, TreeState
@@ -69,6 +72,8 @@ class ImportReport:
 
 
 def _open(path: str | Path):
+    if Path(path).is_dir():  # a release folder: its rows, one JSON line each (numbered across its files)
+        return closing(hf_lines(path))
     with open(path, "rb") as handle:
         compressed = handle.read(2) == b"\x1f\x8b"
     return gzip.open(path, "rt", encoding="utf-8") if compressed else open(path, encoding="utf-8")

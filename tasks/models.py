@@ -9,61 +9,70 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from oasst.text import hidden_as_text
 
 
 class TreeState(models.TextChoices):
-    INITIAL_PROMPT_REVIEW = "initial_prompt_review"
-    PROMPT_LOTTERY_WAITING = "prompt_lottery_waiting"
-    GROWING = "growing"
-    RANKING = "ranking"
-    READY_FOR_SCORING = "ready_for_scoring"
-    READY_FOR_EXPORT = "ready_for_export"
-    SCORING_FAILED = "scoring_failed"
-    ABORTED_LOW_GRADE = "aborted_low_grade"
-    HALTED_BY_MODERATOR = "halted_by_moderator"
-    BACKLOG_RANKING = "backlog_ranking"
+    INITIAL_PROMPT_REVIEW = "initial_prompt_review", _("Initial Prompt Review")
+    PROMPT_LOTTERY_WAITING = "prompt_lottery_waiting", _("Prompt Lottery Waiting")
+    GROWING = "growing", _("Growing")
+    RANKING = "ranking", _("Ranking")
+    READY_FOR_SCORING = "ready_for_scoring", _("Ready For Scoring")
+    READY_FOR_EXPORT = "ready_for_export", _("Ready For Export")
+    SCORING_FAILED = "scoring_failed", _("Scoring Failed")
+    ABORTED_LOW_GRADE = "aborted_low_grade", _("Aborted Low Grade")
+    HALTED_BY_MODERATOR = "halted_by_moderator", _("Halted By Moderator")
+    BACKLOG_RANKING = "backlog_ranking", _("Backlog Ranking")
 
 
 class Role(models.TextChoices):
-    PROMPTER = "prompter"
-    ASSISTANT = "assistant"
+    PROMPTER = "prompter", _("Prompter")
+    ASSISTANT = "assistant", _("Assistant")
 
 
 class TaskType(models.TextChoices):
-    INITIAL_PROMPT = "initial_prompt"
-    PROMPTER_REPLY = "prompter_reply"
-    ASSISTANT_REPLY = "assistant_reply"
-    RANK_INITIAL_PROMPTS = "rank_initial_prompts"
-    RANK_PROMPTER_REPLIES = "rank_prompter_replies"
-    RANK_ASSISTANT_REPLIES = "rank_assistant_replies"
-    LABEL_INITIAL_PROMPT = "label_initial_prompt"
-    LABEL_PROMPTER_REPLY = "label_prompter_reply"
-    LABEL_ASSISTANT_REPLY = "label_assistant_reply"
+    INITIAL_PROMPT = "initial_prompt", _("Initial Prompt")
+    PROMPTER_REPLY = "prompter_reply", _("Prompter Reply")
+    ASSISTANT_REPLY = "assistant_reply", _("Assistant Reply")
+    RANK_INITIAL_PROMPTS = "rank_initial_prompts", _("Rank Initial Prompts")
+    RANK_PROMPTER_REPLIES = "rank_prompter_replies", _("Rank Prompter Replies")
+    RANK_ASSISTANT_REPLIES = "rank_assistant_replies", _("Rank Assistant Replies")
+    LABEL_INITIAL_PROMPT = "label_initial_prompt", _("Label Initial Prompt")
+    LABEL_PROMPTER_REPLY = "label_prompter_reply", _("Label Prompter Reply")
+    LABEL_ASSISTANT_REPLY = "label_assistant_reply", _("Label Assistant Reply")
 
 
 class MessageTree(models.Model):
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    state = models.CharField(max_length=32, choices=TreeState.choices, default=TreeState.INITIAL_PROMPT_REVIEW)
-    halted_from_state = models.CharField(max_length=32, choices=TreeState.choices, blank=True)
-    lang = models.CharField(max_length=16)
-    origin = models.CharField(max_length=32, default="platform", help_text="platform, import, ...")
+    id = models.UUIDField(verbose_name=_("id"), primary_key=True, default=uuid.uuid4, editable=False)
+    state = models.CharField(
+        verbose_name=_("state"), max_length=32, choices=TreeState.choices, default=TreeState.INITIAL_PROMPT_REVIEW,
+    )
+    halted_from_state = models.CharField(
+        verbose_name=_("halted from state"), max_length=32, choices=TreeState.choices, blank=True,
+    )
+    lang = models.CharField(verbose_name=_("language"), max_length=16)
+    origin = models.CharField(
+        verbose_name=_("origin"), max_length=32, default="platform", help_text=_("platform, import, ..."),
+    )
     # Limits copied from the settings when the tree is created, so changing them affects new trees only.
-    goal_tree_size = models.PositiveSmallIntegerField()
-    max_depth = models.PositiveSmallIntegerField()
-    max_children_count = models.PositiveSmallIntegerField()
+    goal_tree_size = models.PositiveSmallIntegerField(verbose_name=_("goal tree size"))
+    max_depth = models.PositiveSmallIntegerField(verbose_name=_("max depth"))
+    max_children_count = models.PositiveSmallIntegerField(verbose_name=_("max children count"))
     # Messages that count toward the tree: not deleted, not rejected (accepted or awaiting review).
-    message_count = models.PositiveIntegerField(default=0)
-    accepted_count = models.PositiveIntegerField(default=0)
-    awaiting_review = models.PositiveIntegerField(default=0)
-    replies_pending = models.PositiveIntegerField(default=0)
-    reply_skip_count = models.PositiveIntegerField(default=0)
-    activated_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    message_count = models.PositiveIntegerField(verbose_name=_("message count"), default=0)
+    accepted_count = models.PositiveIntegerField(verbose_name=_("accepted count"), default=0)
+    awaiting_review = models.PositiveIntegerField(verbose_name=_("awaiting review"), default=0)
+    replies_pending = models.PositiveIntegerField(verbose_name=_("replies pending"), default=0)
+    reply_skip_count = models.PositiveIntegerField(verbose_name=_("reply skip count"), default=0)
+    activated_at = models.DateTimeField(verbose_name=_("activated at"), null=True, blank=True)
+    created_at = models.DateTimeField(verbose_name=_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(verbose_name=_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("message tree")
+        verbose_name_plural = _("message trees")
         permissions = [("moderate_tree", "Can halt, resume and move trees"),
                        ("export_trees", "Can download exports of the trees")]
         indexes = [
@@ -76,43 +85,58 @@ class MessageTree(models.Model):
 
 
 class Message(models.Model):
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(verbose_name=_("id"), primary_key=True, default=uuid.uuid4, editable=False)
     # No single-column indexes on tree and author: message_tree_depth_idx and message_author_created_idx lead with
     # them, and each index more is one more random page written per message insert in a large table (issue 19).
-    tree = models.ForeignKey(MessageTree, on_delete=models.CASCADE, related_name="messages", db_index=False)
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                               related_name="messages", db_index=False)
-    task = models.OneToOneField("Task", null=True, blank=True, on_delete=models.SET_NULL,
+    tree = models.ForeignKey(
+        MessageTree, verbose_name=_("tree"), on_delete=models.CASCADE, related_name="messages", db_index=False,
+    )
+    parent = models.ForeignKey(
+        "self", verbose_name=_("parent"), null=True, blank=True, on_delete=models.CASCADE, related_name="children",
+    )
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("author"), null=True, blank=True,
+                               on_delete=models.SET_NULL, related_name="messages", db_index=False)
+    task = models.OneToOneField("Task", verbose_name=_("task"), null=True, blank=True, on_delete=models.SET_NULL,
                                 related_name="result_message")
-    client_id = models.CharField(max_length=64, blank=True)
-    role = models.CharField(max_length=16, choices=Role.choices)
-    text = models.TextField()
-    lang = models.CharField(max_length=16)
-    depth = models.PositiveSmallIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
-    review_count = models.PositiveIntegerField(default=0)
-    review_result = models.BooleanField(null=True, help_text="True accepted, False rejected, empty undecided.")
-    reviews_pending = models.PositiveIntegerField(default=0)
-    children_count = models.PositiveIntegerField(default=0, help_text="Replies that are not deleted or rejected.")
-    replies_pending = models.PositiveIntegerField(default=0)
-    ranking_count = models.PositiveIntegerField(default=0)
-    rankings_pending = models.PositiveIntegerField(default=0)
-    rank = models.PositiveSmallIntegerField(null=True, blank=True)
-    deleted = models.BooleanField(default=False)
-    synthetic = models.BooleanField(default=False)
-    model_name = models.CharField(max_length=256, blank=True)
-    emojis = models.JSONField(default=dict, blank=True)
-    labels = models.JSONField(default=dict, blank=True, help_text="name -> {value, count}, averaged over reviews.")
-    red_flags = models.PositiveIntegerField(default=0)
-    edited = models.BooleanField(default=False)
-    reward_score = models.FloatField(null=True, blank=True, help_text="Reward model score; low is a signal.")
+    client_id = models.CharField(verbose_name=_("client id"), max_length=64, blank=True)
+    role = models.CharField(verbose_name=_("role"), max_length=16, choices=Role.choices)
+    text = models.TextField(verbose_name=_("text"))
+    lang = models.CharField(verbose_name=_("language"), max_length=16)
+    depth = models.PositiveSmallIntegerField(verbose_name=_("depth"), default=0)
+    created_at = models.DateTimeField(verbose_name=_("created at"), auto_now_add=True)
+    review_count = models.PositiveIntegerField(verbose_name=_("review count"), default=0)
+    review_result = models.BooleanField(
+        verbose_name=_("review result"), null=True, help_text=_("True accepted, False rejected, empty undecided."),
+    )
+    reviews_pending = models.PositiveIntegerField(verbose_name=_("reviews pending"), default=0)
+    children_count = models.PositiveIntegerField(
+        verbose_name=_("children count"), default=0, help_text=_("Replies that are not deleted or rejected."),
+    )
+    replies_pending = models.PositiveIntegerField(verbose_name=_("replies pending"), default=0)
+    ranking_count = models.PositiveIntegerField(verbose_name=_("ranking count"), default=0)
+    rankings_pending = models.PositiveIntegerField(verbose_name=_("rankings pending"), default=0)
+    rank = models.PositiveSmallIntegerField(verbose_name=_("rank"), null=True, blank=True)
+    deleted = models.BooleanField(verbose_name=_("deleted"), default=False)
+    synthetic = models.BooleanField(verbose_name=_("synthetic"), default=False)
+    model_name = models.CharField(verbose_name=_("model name"), max_length=256, blank=True)
+    emojis = models.JSONField(verbose_name=_("emojis"), default=dict, blank=True)
+    labels = models.JSONField(
+        verbose_name=_("labels"), default=dict, blank=True,
+        help_text=_("name -> {value, count}, averaged over reviews."),
+    )
+    red_flags = models.PositiveIntegerField(verbose_name=_("red flags"), default=0)
+    edited = models.BooleanField(verbose_name=_("edited"), default=False)
+    reward_score = models.FloatField(
+        verbose_name=_("reward score"), null=True, blank=True, help_text=_("Reward model score; low is a signal."),
+    )
     reward_run_id = models.PositiveIntegerField(
-        null=True, blank=True, db_index=True,
-        help_text="The training run whose reward model gave reward_score (a plain id: training is above tasks).",
+        verbose_name=_("reward run id"), null=True, blank=True, db_index=True,
+        help_text=_("The training run whose reward model gave reward_score (a plain id: training is above tasks)."),
     )
 
     class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
         permissions = [("moderate_message", "Can delete, undelete, edit and flag messages")]
         indexes = [
             models.Index(fields=["tree", "depth"], name="message_tree_depth_idx"),
@@ -142,6 +166,8 @@ class MessageRevision(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = _("message revision")
+        verbose_name_plural = _("message revisions")
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -167,6 +193,8 @@ class Task(models.Model):
     expired = models.BooleanField(default=False, help_text="Released by the expiry job before it was done.")
 
     class Meta:
+        verbose_name = _("task")
+        verbose_name_plural = _("tasks")
         indexes = [
             models.Index(fields=["user", "item"], name="task_user_item_idx"),
             models.Index(fields=["user", "created_at"], condition=Q(done=False, skipped=False, expired=False),
@@ -191,8 +219,8 @@ class Task(models.Model):
 
 class Review(models.Model):
     class Mode(models.TextChoices):
-        SIMPLE = "simple"
-        FULL = "full"
+        SIMPLE = "simple", _("Simple")
+        FULL = "full", _("Full")
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reviews")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="reviews")
@@ -204,6 +232,8 @@ class Review(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = _("review")
+        verbose_name_plural = _("reviews")
         constraints = [models.UniqueConstraint(fields=["message", "user"], name="review_once_per_user")]
 
     def __str__(self) -> str:
@@ -211,17 +241,17 @@ class Review(models.Model):
 
 
 class Emoji(models.TextChoices):
-    PLUS_ONE = "+1"
-    MINUS_ONE = "-1"
-    RED_FLAG = "red_flag"
-    HUNDRED = "100"
-    ROFL = "rofl"
-    CLAP = "clap"
-    DIAMOND = "diamond"
-    HEART_EYES = "heart_eyes"
-    DISAPPOINTED = "disappointed"
-    POOP = "poop"
-    SKULL = "skull"
+    PLUS_ONE = "+1", _("Plus One")
+    MINUS_ONE = "-1", _("Minus One")
+    RED_FLAG = "red_flag", _("Red Flag")
+    HUNDRED = "100", _("Hundred")
+    ROFL = "rofl", _("Rofl")
+    CLAP = "clap", _("Clap")
+    DIAMOND = "diamond", _("Diamond")
+    HEART_EYES = "heart_eyes", _("Heart Eyes")
+    DISAPPOINTED = "disappointed", _("Disappointed")
+    POOP = "poop", _("Poop")
+    SKULL = "skull", _("Skull")
 
 
 class EmojiReaction(models.Model):
@@ -231,6 +261,8 @@ class EmojiReaction(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = _("emoji reaction")
+        verbose_name_plural = _("emoji reactions")
         constraints = [models.UniqueConstraint(fields=["message", "user", "emoji"], name="emoji_once_per_user")]
 
     def __str__(self) -> str:
@@ -246,6 +278,8 @@ class MessageReport(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = _("message report")
+        verbose_name_plural = _("message reports")
         constraints = [models.UniqueConstraint(fields=["message", "user"], name="report_once_per_user")]
 
     def __str__(self) -> str:
@@ -255,14 +289,16 @@ class MessageReport(models.Model):
 class FlaggedMessage(models.Model):
     """The moderators' queue: one entry per reported message, however often it was reported."""
 
-    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="flag")
-    reports = models.PositiveIntegerField(default=0)
-    reasons = models.JSONField(default=list, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    processed = models.BooleanField(default=False)
+    message = models.OneToOneField(Message, verbose_name=_("message"), on_delete=models.CASCADE, related_name="flag")
+    reports = models.PositiveIntegerField(verbose_name=_("reports"), default=0)
+    reasons = models.JSONField(verbose_name=_("reasons"), default=list, blank=True)
+    created_at = models.DateTimeField(verbose_name=_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(verbose_name=_("updated at"), auto_now=True)
+    processed = models.BooleanField(verbose_name=_("processed"), default=False)
 
     class Meta:
+        verbose_name = _("flagged message")
+        verbose_name_plural = _("flagged messages")
         indexes = [models.Index(fields=["processed", "updated_at"], name="flag_queue_idx")]
 
     def __str__(self) -> str:
@@ -277,6 +313,10 @@ class ServingScorer(models.Model):
     SINGLETON = 1
     run_id = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no reward model in service.")
     changed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("serving scorer")
+        verbose_name_plural = _("serving scorers")
 
     def __str__(self) -> str:
         return f"reward model in service: run {self.run_id}" if self.run_id else "no reward model in service"

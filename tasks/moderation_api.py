@@ -1,5 +1,6 @@
 """REST API v1 for moderators (trusted clients with a moderator's token): act on messages, trees and flags."""
 
+from django.utils.translation import gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -61,7 +62,7 @@ class ModerationMessageView(APIView):
                                "mark it as spam, or move it to the flagged queue. Written to the audit log.")
     def post(self, request, message_id, action):
         if action not in MESSAGE_ACTIONS:
-            raise NotFound(f"Unknown action {action!r}.")
+            raise NotFound(gettext("Unknown action %(action)s.") % {"action": repr(action)})
         body = ReasonSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         result = MESSAGE_ACTIONS[action](actor=request.user, message_id=message_id, **body.validated_data)

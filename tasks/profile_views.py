@@ -2,6 +2,7 @@
 data and deleting the account. It lives in tasks, the app above the data it shows (messages, trees,
 scores); the account writers it calls are oasst's."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
@@ -154,7 +155,7 @@ def profile_settings(request):
     user = request.user
     form = ProfileSettingsForm(request.POST or None, initial={
         "display_name": user.public_name, "preferred_language": user.preferred_language,
-        "show_on_leaderboard": user.show_on_leaderboard,
+        "show_on_leaderboard": user.show_on_leaderboard, "ui_language": user.ui_language,
     })
     if request.method == "POST" and form.is_valid():
         language_before = user.preferred_language
@@ -166,7 +167,10 @@ def profile_settings(request):
             if user.preferred_language != language_before:
                 request.session.pop("task_lang", None)  # the new language applies to this session too
             messages.success(request, _("Your settings are saved."))
-            return redirect("profile-settings")
+            response = redirect("profile-settings")
+            # the picker's cookie would otherwise outrank "follow my task language" on a later visit
+            response.delete_cookie(settings.LANGUAGE_COOKIE_NAME)
+            return response
     return render(request, "oasst/profile_settings.html", {"section": "settings", "form": form},
                   status=400 if form.errors else 200)
 

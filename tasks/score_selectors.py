@@ -10,6 +10,8 @@ from datetime import timedelta
 
 from django.db.models import Q, QuerySet, Subquery
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy
 
 from ranking.consensus import kendall_tau
 from ranking.models import Ranking
@@ -21,10 +23,11 @@ from tasks.tree_manager import disagreement
 LOW_BELOW = -1.0
 HIGH_FROM = 1.0
 SCORE_BANDS = {
-    "unscored": ("Unscored", Q(reward_score__isnull=True)),
-    "low": (f"Low (< {LOW_BELOW:g})", Q(reward_score__lt=LOW_BELOW)),
-    "middle": (f"Middle ({LOW_BELOW:g} to {HIGH_FROM:g})", Q(reward_score__gte=LOW_BELOW, reward_score__lt=HIGH_FROM)),
-    "high": (f"High (≥ {HIGH_FROM:g})", Q(reward_score__gte=HIGH_FROM)),
+    "unscored": (gettext_lazy("Unscored"), Q(reward_score__isnull=True)),
+    "low": (format_lazy(gettext_lazy("Low (< {low:g})"), low=LOW_BELOW), Q(reward_score__lt=LOW_BELOW)),
+    "middle": (format_lazy(gettext_lazy("Middle ({low:g} to {high:g})"), low=LOW_BELOW, high=HIGH_FROM),
+               Q(reward_score__gte=LOW_BELOW, reward_score__lt=HIGH_FROM)),
+    "high": (format_lazy(gettext_lazy("High (≥ {high:g})"), high=HIGH_FROM), Q(reward_score__gte=HIGH_FROM)),
 }
 DISAGREEMENT_MAX_ROWS = 5000
 

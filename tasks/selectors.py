@@ -12,6 +12,7 @@ from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Valu
 from django.db.models.fields import CharField, IntegerField
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from oasst.errors import NotFound
 from ranking import scoring
@@ -355,7 +356,7 @@ def visible_message(message_id) -> Message:
     try:
         return visible_messages().get(pk=message_id)
     except (Message.DoesNotExist, ValueError, TypeError):
-        raise NotFound("No such message.", code="message_not_found") from None
+        raise NotFound(gettext("No such message."), code="message_not_found") from None
 
 
 def troll_counts(*, frame: str, now=None, limit: int = 100, user_id: int | None = None) -> list[dict]:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 
 from django.conf import settings
+from django.utils.translation import gettext
 
 from ranking.consensus import kendall_tau
 from tasks.models import Role, TaskType, TreeState
@@ -142,11 +143,11 @@ def review_mode(*, role: str, is_root: bool, config: TreeConfig, rng: random.Ran
 def label_value_error(name: str, value: object) -> str | None:
     """Why a label value is invalid, or None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"{name} must be a number."
+        return gettext("%(name)s must be a number.") % {"name": name}
     if name in YES_NO_LABELS and value not in (0, 1):
-        return f"{name} is a yes/no label: 0 or 1."
+        return gettext("%(name)s is a yes/no label: 0 or 1.") % {"name": name}
     if name in LIKERT_LABELS and float(value) not in LIKERT_VALUES:
-        return f"{name} takes one of 0, 0.25, 0.5, 0.75, 1."
+        return gettext("%(name)s takes one of 0, 0.25, 0.5, 0.75, 1.") % {"name": name}
     return None
 
 

@@ -10,6 +10,7 @@ which does not block the KEY SHARE locks that the foreign-key checks of concurre
 from __future__ import annotations
 
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from oasst.errors import Conflict, NotFound
 from tasks import selectors, tree_manager
@@ -24,7 +25,8 @@ def tree_locked(tree_id) -> MessageTree:
 def tree_transition(tree: MessageTree, state: str) -> None:
     """Move a locked tree along one of SPEC's arrows; any other move is refused."""
     if not tree_manager.transition_allowed(tree.state, state):
-        raise Conflict(f"A tree cannot move from {tree.state} to {state}.", code="invalid_transition")
+        raise Conflict(gettext("A tree cannot move from %(old)s to %(new)s.") % {"old": tree.state, "new": state},
+                       code="invalid_transition")
     if state == TreeState.HALTED_BY_MODERATOR:
         tree.halted_from_state = tree.state
     tree.state = state
@@ -38,7 +40,7 @@ def message_for_update(message_id) -> tuple[MessageTree, Message]:
     try:
         tree_id = Message.objects.filter(pk=message_id).values_list("tree_id", flat=True).get()
     except (Message.DoesNotExist, ValueError, TypeError):
-        raise NotFound("No such message.", code="message_not_found") from None
+        raise NotFound(gettext("No such message."), code="message_not_found") from None
     tree = tree_locked(tree_id)
     return tree, Message.objects.get(pk=message_id)
 

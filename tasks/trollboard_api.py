@@ -2,6 +2,7 @@
 downvotes and bad labels (tasks.selectors.troll_counts). Scores and the leaderboard: ranking.api."""
 
 from django.contrib.auth import get_user_model
+from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
@@ -13,7 +14,7 @@ from tasks import selectors
 
 
 class IsModerator(BasePermission):
-    message = "Only moderators may see this."
+    message = gettext_lazy("Only moderators may see this.")
 
     def has_permission(self, request, view) -> bool:
         return bool(request.user and request.user.is_authenticated

@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.translation import get_language_info, gettext
+from django.utils.translation import get_language_info, gettext, gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from oasst import services as account_services
@@ -34,34 +34,35 @@ from tasks.models import Message, MessageTree, Task, TaskType, TreeState
 from tasks.tree_manager import LIKERT_LABELS, YES_NO_LABELS, tree_config
 
 TASK_TITLES = {
-    TaskType.INITIAL_PROMPT: "Write a prompt",
-    TaskType.ASSISTANT_REPLY: "Reply as the assistant",
-    TaskType.PROMPTER_REPLY: "Reply as the user",
-    TaskType.RANK_ASSISTANT_REPLIES: "Rank the assistant's replies",
-    TaskType.RANK_PROMPTER_REPLIES: "Rank the user's replies",
-    TaskType.LABEL_INITIAL_PROMPT: "Review a prompt",
-    TaskType.LABEL_ASSISTANT_REPLY: "Review an assistant reply",
-    TaskType.LABEL_PROMPTER_REPLY: "Review a user reply",
+    TaskType.INITIAL_PROMPT: gettext_lazy("Write a prompt"),
+    TaskType.ASSISTANT_REPLY: gettext_lazy("Reply as the assistant"),
+    TaskType.PROMPTER_REPLY: gettext_lazy("Reply as the user"),
+    TaskType.RANK_ASSISTANT_REPLIES: gettext_lazy("Rank the assistant's replies"),
+    TaskType.RANK_PROMPTER_REPLIES: gettext_lazy("Rank the user's replies"),
+    TaskType.LABEL_INITIAL_PROMPT: gettext_lazy("Review a prompt"),
+    TaskType.LABEL_ASSISTANT_REPLY: gettext_lazy("Review an assistant reply"),
+    TaskType.LABEL_PROMPTER_REPLY: gettext_lazy("Review a user reply"),
 }
 LABEL_HELP = {
-    "spam": "Spam, or not a serious attempt at the task",
-    "fails_task": "Fails to do what was asked",
-    "lang_mismatch": "Not in the language of the task",
-    "pii": "Contains personal data",
-    "not_appropriate": "Inappropriate for a customer assistant",
-    "hate_speech": "Hate speech",
-    "sexual_content": "Sexual content",
-    "moral_judgement": "Expresses a moral judgement",
-    "political_content": "Expresses political views",
-    "quality": "Quality",
-    "toxicity": "Rude, abusive or toxic",
-    "humor": "Humorous",
-    "helpfulness": "Helpful",
-    "creativity": "Creative",
-    "violence": "Violent",
+    "spam": gettext_lazy("Spam, or not a serious attempt at the task"),
+    "fails_task": gettext_lazy("Fails to do what was asked"),
+    "lang_mismatch": gettext_lazy("Not in the language of the task"),
+    "pii": gettext_lazy("Contains personal data"),
+    "not_appropriate": gettext_lazy("Inappropriate for a customer assistant"),
+    "hate_speech": gettext_lazy("Hate speech"),
+    "sexual_content": gettext_lazy("Sexual content"),
+    "moral_judgement": gettext_lazy("Expresses a moral judgement"),
+    "political_content": gettext_lazy("Expresses political views"),
+    "quality": gettext_lazy("Quality"),
+    "toxicity": gettext_lazy("Rude, abusive or toxic"),
+    "humor": gettext_lazy("Humorous"),
+    "helpfulness": gettext_lazy("Helpful"),
+    "creativity": gettext_lazy("Creative"),
+    "violence": gettext_lazy("Violent"),
 }
 DONE_SESSION_KEY = "task_done"  # the last submission's outcome, for its thank-you page
 SESSION_START_KEY = "work_started_at"  # logging out ends the session and so the progress strip's count
+YES_NO_STEPS = [("0", gettext_lazy("No")), ("1", gettext_lazy("Yes"))]
 LIKERT_STEPS = [("0", "1"), ("0.25", "2"), ("0.5", "3"), ("0.75", "4"), ("1", "5")]
 
 
@@ -153,7 +154,7 @@ def _throttled(request, scope: str) -> HttpResponse | None:
     if wait is None:
         return None
     response = render(request, "tasks/no_task.html", {
-        "error": "Too many requests: wait a moment and try again.", "code": "throttled"}, status=429)
+        "error": gettext("Too many requests: wait a moment and try again."), "code": "throttled"}, status=429)
     response["Retry-After"] = str(max(1, math.ceil(wait)))
     return response
 
@@ -168,7 +169,7 @@ def _task_context(task: Task) -> dict:
         context["labels"] = [
             {"name": name, "help": LABEL_HELP[name], "guide": LABEL_GUIDE.get(name), "likert": name in LIKERT_LABELS,
              "mandatory": name in payload.get("mandatory_labels", []),
-             "choices": LIKERT_STEPS if name in LIKERT_LABELS else [("0", "No"), ("1", "Yes")]}
+             "choices": LIKERT_STEPS if name in LIKERT_LABELS else YES_NO_STEPS}
             for name in valid if name in LABEL_HELP
         ]
         context["reviewed"] = context["conversation"][-1] if context["conversation"] else None
@@ -296,11 +297,11 @@ def lang_check(request):
 
 
 def _language_name(code: str) -> str:
-    """A language's English name, also for a detected language the site does not offer."""
+    """A language's name in the interface language, also for a detected language the site does not offer."""
     if code in LANGUAGES:
         return LANGUAGES[code]
     try:
-        return get_language_info(code)["name"]
+        return get_language_info(code)["name_translated"]
     except KeyError:
         return code
 
@@ -340,6 +341,6 @@ def terms(request):
         if request.POST.get("accept") == "on":
             account_services.tos_accept(user=request.user)
             return HttpResponseRedirect(next_url)  # a URL, never a view name (see language)
-        return render(request, "tasks/terms.html", {"next": next_url, "error": "Tick the box to accept the terms."},
-                      status=400)
+        error = gettext("Tick the box to accept the terms.")
+        return render(request, "tasks/terms.html", {"next": next_url, "error": error}, status=400)
     return render(request, "tasks/terms.html", {"next": next_url})

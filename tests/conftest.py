@@ -1,14 +1,29 @@
 """Fixtures shared by every test."""
 
+import io
 import os
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from rest_framework.test import APIClient
 
+from oasst.translations import catalogues
 from tests.factories import AdminFactory, UserFactory
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the browser tests' live server
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _compiled_translations():
+    """Pages render translated from the .mo files (build outputs): compile them once when one is
+    missing or older than its .po."""
+    def stale(po):
+        mo = po.with_suffix(".mo")
+        return not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime
+
+    if any(stale(po) for po in catalogues()):
+        call_command("compile_translations", verbosity=0, stdout=io.StringIO())
 
 
 @pytest.fixture(autouse=True)

@@ -15,17 +15,19 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from tasks.export import nightly_export
 from training.admin_challenge import ChallengeAdminMixin
 from training.admin_serving import ServingAdminMixin
 from training.data import file_sha256
+from training.dependencies import training_dependencies_problem
 from training.dpo import DPOTrainingConfig
 from training.models import TrainingRun
 from training.policy import PolicyMissing, default_policy_path
 from training.ppo_config import PPOConfig
-from training.reward import BaseModelMissing, RewardTrainingConfig, default_base_model
+from training.reward import RewardTrainingConfig
 from training.reward_report import evaluation_lines, format_accuracy
 from training.services import training_run_launch
 from training.sft import SFTTrainingConfig
@@ -61,29 +63,26 @@ class ExportFileForm(forms.Form):
 
 
 class RewardModelLaunchForm(ExportFileForm):
-    data_file = forms.ChoiceField(label="export file")
-    base_model = forms.CharField(required=False, help_text="local model folder; blank: the MiniLM backbone")
+    data_file = forms.ChoiceField(label=_("export file"))
+    base_model = forms.CharField(required=False,
+                                 help_text=_("local model folder; blank: the training worker's MiniLM backbone"))
     epochs = forms.FloatField(initial=RewardTrainingConfig.epochs)
-    lr = forms.FloatField(initial=RewardTrainingConfig.lr, label="learning rate")
+    lr = forms.FloatField(initial=RewardTrainingConfig.lr, label=_("learning rate"))
     batch_size = forms.IntegerField(initial=RewardTrainingConfig.batch_size, min_value=1)
 
     def clean_epochs(self) -> float:
         if self.cleaned_data["epochs"] <= 0:
-            raise forms.ValidationError("must be positive")
+            raise forms.ValidationError(gettext("must be positive"))
         return self.cleaned_data["epochs"]
 
     def clean_lr(self) -> float:
         if self.cleaned_data["lr"] <= 0:
-            raise forms.ValidationError("must be positive")
+            raise forms.ValidationError(gettext("must be positive"))
         return self.cleaned_data["lr"]
 
-    def clean_base_model(self) -> str:
-        if self.cleaned_data["base_model"]:
-            return self.cleaned_data["base_model"]
-        try:
-            return default_base_model()
-        except BaseModelMissing as error:
-            raise forms.ValidationError(str(error)) from error
+    def clean_base_model(self) -> str | None:
+        # blank: the training worker finds its MiniLM backbone (the web image has no model packages)
+        return self.cleaned_data["base_model"] or None
 
     def config(self) -> RewardTrainingConfig:
         data = self.cleaned_data
@@ -101,7 +100,7 @@ def reward_model_folders() -> list[tuple[str, str]]:
     """Output folders of succeeded reward-model runs that still hold a reward model, newest first."""
     runs = TrainingRun.objects.filter(kind=TrainingRun.Kind.REWARD_MODEL, status=TrainingRun.Status.SUCCEEDED)
     return [
-        (run.output_dir, f"run {run.pk}: {run.output_dir}")
+        (run.output_dir, gettext("run %(id)s: %(folder)s") % {"id": run.pk, "folder": run.output_dir})
         for run in runs.only("pk", "output_dir")
         if (Path(run.output_dir) / "reward_model.json").is_file()
     ]
@@ -122,14 +121,14 @@ class CheckedLaunchForm(ExportFileForm):
 
 
 class PPOLaunchForm(CheckedLaunchForm):
-    data_file = forms.ChoiceField(label="prompts (export file)")
-    reward_model = forms.ChoiceField(label="reward model", help_text="a succeeded reward-model run")
-    policy = forms.CharField(required=False, help_text="local causal LM folder; blank: the prepared SmolLM2")
+    data_file = forms.ChoiceField(label=_("prompts (export file)"))
+    reward_model = forms.ChoiceField(label=_("reward model"), help_text=_("a succeeded reward-model run"))
+    policy = forms.CharField(required=False, help_text=_("local causal LM folder; blank: the prepared SmolLM2"))
     steps = forms.IntegerField(initial=PPOConfig.steps, min_value=1)
-    batch_size = forms.IntegerField(initial=PPOConfig.batch_size, min_value=1, help_text="episodes per step")
+    batch_size = forms.IntegerField(initial=PPOConfig.batch_size, min_value=1, help_text=_("episodes per step"))
     mini_batch_size = forms.IntegerField(initial=PPOConfig.mini_batch_size, min_value=1)
-    lr = forms.FloatField(initial=PPOConfig.lr, label="learning rate")
-    kl_coef = forms.FloatField(initial=PPOConfig.kl_coef, label="initial KL coefficient", min_value=0)
+    lr = forms.FloatField(initial=PPOConfig.lr, label=_("learning rate"))
+    kl_coef = forms.FloatField(initial=PPOConfig.kl_coef, label=_("initial KL coefficient"), min_value=0)
     max_new_tokens = forms.IntegerField(initial=PPOConfig.max_new_tokens, min_value=1)
     seed = forms.IntegerField(initial=PPOConfig.seed)
 
@@ -141,7 +140,7 @@ class PPOLaunchForm(CheckedLaunchForm):
         policy = self.cleaned_data["policy"]
         if policy:
             if not (Path(policy) / "config.json").is_file():
-                raise forms.ValidationError(f"no model folder at {policy}")
+                raise forms.ValidationError(gettext("no model folder at %(folder)s") % {"folder": policy})
             return policy
         try:
             return str(default_policy_path())
@@ -161,11 +160,11 @@ class PPOLaunchForm(CheckedLaunchForm):
 
 
 class DPOLaunchForm(ExportFileForm):
-    data_file = forms.ChoiceField(label="export file")
-    policy = forms.CharField(required=False, help_text="local causal LM folder; blank: the prepared SmolLM2")
+    data_file = forms.ChoiceField(label=_("export file"))
+    policy = forms.CharField(required=False, help_text=_("local causal LM folder; blank: the prepared SmolLM2"))
     epochs = forms.FloatField(initial=DPOTrainingConfig.epochs)
-    lr = forms.FloatField(initial=DPOTrainingConfig.lr, label="learning rate")
-    beta = forms.FloatField(initial=DPOTrainingConfig.beta, help_text="strength of the pull to the reference")
+    lr = forms.FloatField(initial=DPOTrainingConfig.lr, label=_("learning rate"))
+    beta = forms.FloatField(initial=DPOTrainingConfig.beta, help_text=_("strength of the pull to the reference"))
     batch_size = forms.IntegerField(initial=DPOTrainingConfig.batch_size, min_value=1)
 
     clean_policy = PPOLaunchForm.clean_policy
@@ -174,7 +173,7 @@ class DPOLaunchForm(ExportFileForm):
         data = super().clean()
         for name in ("epochs", "lr", "beta"):
             if name in data and data[name] <= 0:
-                self.add_error(name, "must be positive")
+                self.add_error(name, gettext("must be positive"))
         return data
 
     def config(self) -> DPOTrainingConfig:
@@ -187,15 +186,16 @@ class DPOLaunchForm(ExportFileForm):
 
 
 class SFTLaunchForm(CheckedLaunchForm):
-    data_file = forms.ChoiceField(label="export file")
-    policy = forms.CharField(required=False, help_text="local causal LM folder; blank: the prepared SmolLM2")
+    data_file = forms.ChoiceField(label=_("export file"))
+    policy = forms.CharField(required=False, help_text=_("local causal LM folder; blank: the prepared SmolLM2"))
     all_paths = forms.BooleanField(
-        required=False, help_text="every accepted reply, not only the best-ranked one at each assistant turn"
+        required=False, help_text=_("every accepted reply, not only the best-ranked one at each assistant turn")
     )
     epochs = forms.FloatField(initial=SFTTrainingConfig.epochs)
-    lr = forms.FloatField(initial=SFTTrainingConfig.lr, label="learning rate")
+    lr = forms.FloatField(initial=SFTTrainingConfig.lr, label=_("learning rate"))
     batch_size = forms.IntegerField(initial=SFTTrainingConfig.batch_size, min_value=1)
-    lora_rank = forms.IntegerField(initial=SFTTrainingConfig.lora_rank, min_value=0, help_text="0: train all weights")
+    lora_rank = forms.IntegerField(initial=SFTTrainingConfig.lora_rank, min_value=0,
+                                   help_text=_("0: train all weights"))
 
     clean_policy = PPOLaunchForm.clean_policy
 
@@ -276,17 +276,19 @@ class TrainingRunAdmin(ChallengeAdminMixin, ServingAdminMixin, admin.ModelAdmin)
                 output_root=str(Path(settings.EXPORT_DIR) / MODELS_FOLDER),
                 launched_by=request.user,
             )
-            messages.success(request, f"{run} queued on the training queue")
+            messages.success(request, gettext("%(run)s queued on the training queue") % {"run": run})
             return redirect("admin:training_trainingrun_change", run.pk)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
-            "title": f"Launch a {TrainingRun.Kind(kind).label} run",
+            "title": gettext("Launch a %(kind)s run") % {"kind": TrainingRun.Kind(kind).label},
             "form": form,
             "kind": kind,
             "kinds": [(value, TrainingRun.Kind(value).label) for value in LAUNCH_FORMS],
             "export_dir": settings.EXPORT_DIR,
             "no_export": "" if export_files() else no_export_message(),
+            # Celery eager (`make run`): the run trains in this process, which may lack the training stack
+            "cannot_train": training_dependencies_problem() if settings.CELERY_TASK_ALWAYS_EAGER else None,
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/training/trainingrun/launch.html", context)
@@ -309,23 +311,24 @@ class TrainingRunAdmin(ChallengeAdminMixin, ServingAdminMixin, admin.ModelAdmin)
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.display(description="held-out result")
+    @admin.display(description=_("held-out result"))
     def held_out_result(self, run: TrainingRun) -> str:
         """Pairwise accuracy of a reward model; mean reward before and after of a PPO policy; assistant-token loss
         before and after of an SFT policy."""
         reward = (run.metrics or {}).get("held_out_reward")
         if reward:
-            return f"reward {reward['before']:.3f} → {reward['after']:.3f}"
+            return gettext("reward %(before).3f → %(after).3f") % reward
         loss = (run.metrics or {}).get("held_out_loss")
         if loss:
-            return f"held-out loss {loss['before']['loss']:.3f} → {loss['after']['loss']:.3f}"
+            return gettext("held-out loss %(before).3f → %(after).3f") % {"before": loss["before"]["loss"],
+                                                                          "after": loss["after"]["loss"]}
         evaluation = (run.metrics or {}).get("eval") or {}
         if evaluation.get("accuracy") is None:
             return "-"
         rule = evaluation.get("length_rule")
-        return format_accuracy(evaluation) + (f"; length rule {rule['accuracy']:.3f}" if rule else "")
+        return format_accuracy(evaluation) + (gettext("; length rule %(accuracy).3f") % rule if rule else "")
 
-    @admin.display(description="came from")
+    @admin.display(description=_("came from"))
     def came_from(self, run: TrainingRun) -> str:
         """The runs that wrote the folders this run started from, by role, linked to their pages."""
         links = run.parent_links.select_related("parent")
@@ -334,16 +337,17 @@ class TrainingRunAdmin(ChallengeAdminMixin, ServingAdminMixin, admin.ModelAdmin)
             ((link.get_role_display(), run_change_url(link.parent), link.parent) for link in links),
         ) or format_html("{}", "-")
 
-    @admin.display(description="led to")
+    @admin.display(description=_("led to"))
     def led_to(self, run: TrainingRun) -> str:
         """The runs that started from this run's folder, linked to their pages."""
         links = run.child_links.select_related("run").order_by("run__created_at", "run__pk")
         return format_html_join(
-            "", '<div><a href="{}">{}</a>, started from this run as its {}</div>',
-            ((run_change_url(link.run), link.run, link.get_role_display()) for link in links),
+            "", '<div><a href="{}">{}</a>, {}</div>',
+            ((run_change_url(link.run), link.run,
+              gettext("started from this run as its %(role)s") % {"role": link.get_role_display()}) for link in links),
         ) or format_html("{}", "-")
 
-    @admin.display(description="held-out metrics")
+    @admin.display(description=_("held-out metrics"))
     def metrics_summary(self, run: TrainingRun) -> str:
         evaluation = (run.metrics or {}).get("eval") or {}
         if "length_rule" in evaluation:
@@ -357,7 +361,7 @@ class TrainingRunAdmin(ChallengeAdminMixin, ServingAdminMixin, admin.ModelAdmin)
             rows += evaluation_lines(cv["pooled"], label=f"{cv['k']}-fold cross-validated accuracy")
         return format_html_join("", "<div>{}: {}</div>", ((name.strip(), value) for name, value in rows))
 
-    @admin.display(description="evaluations (evaluate_reward_model)")
+    @admin.display(description=_("evaluations (evaluate_reward_model)"))
     def evaluations(self, run: TrainingRun) -> str:
         """Every file this reward model was scored on, newest first: a read-only table."""
         evaluations = list(run.evaluations.all())
@@ -379,14 +383,16 @@ class TrainingRunAdmin(ChallengeAdminMixin, ServingAdminMixin, admin.ModelAdmin)
                 for row in evaluations
             ),
         )
+        accuracy = gettext("accuracy (%(level)s interval)") % {"level": "95%"}
+        headers = (gettext("file"), "sha256", gettext("pairs"), accuracy, gettext("length rule"), gettext("random"),
+                   gettext("date"))
         return format_html(
-            '<table class="oasst-evaluations"><thead><tr><th>file</th><th>sha256</th><th>pairs</th>'
-            "<th>accuracy (95% interval)</th><th>length rule</th><th>random</th><th>date</th></tr></thead>"
-            "<tbody>{}</tbody></table>",
+            '<table class="oasst-evaluations"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+            format_html_join("", "<th>{}</th>", ((header,) for header in headers)),
             rows,
         )
 
-    @admin.display(description="plots")
+    @admin.display(description=_("plots"))
     def plots(self, run: TrainingRun) -> str:
         available = [name for name in PLOTS if (Path(run.output_dir) / name).is_file()]
         return format_html_join(

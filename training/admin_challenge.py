@@ -11,6 +11,8 @@ from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from oasst.moderation_forms import confirm_then_apply, reason_form
@@ -18,7 +20,7 @@ from training import services
 from training.challenge import challenge_launch
 from training.models import TrainingRun
 
-CANCEL_REASONS = [("started by mistake", "Started by mistake"), ("taking too long", "Taking too long")]
+CANCEL_REASONS = [("started by mistake", _("Started by mistake")), ("taking too long", _("Taking too long"))]
 
 
 def figure(value) -> str:
@@ -32,7 +34,7 @@ class ChallengeAdminMixin:
         return request.user.is_active and request.user.is_staff and request.user.has_perm(
             services.CANCEL_PERMISSION)
 
-    @admin.display(description="champion / challenger")
+    @admin.display(description=_("champion / challenger"))
     def challenge(self, run: TrainingRun) -> str:
         """The figures on the same held-out pairs and the decision, as far as the challenge got."""
         if run.kind != TrainingRun.Kind.CHALLENGE:
@@ -41,20 +43,21 @@ class ChallengeAdminMixin:
 
         def run_link(run_id) -> str:
             if not run_id:
-                return "none"
-            return format_html('<a href="{}">run {}</a>', reverse("admin:training_trainingrun_change",
-                                                                  args=[run_id]), run_id)
+                return gettext("none")
+            return format_html('<a href="{}">{}</a>', reverse("admin:training_trainingrun_change", args=[run_id]),
+                               gettext("run %(id)s") % {"id": run_id})
 
         rows = [
-            ("champion (in service at the start)", run_link(facts.get("champion_run"))),
-            ("challenger", run_link(facts.get("challenger_run"))),
-            ("export", f"{facts['export_file']} ({facts['export_trees']} trees)" if "export_file" in facts else "-"),
-            ("held-out pairs (the challenger's)", facts.get("pairs", "-")),
-            ("champion accuracy", figure(facts.get("champion_accuracy"))),
-            ("challenger accuracy", figure(facts.get("challenger_accuracy"))),
-            ("length rule", figure(facts.get("length_rule"))),
-            ("margin", facts.get("margin", "-")),
-            ("decision", facts.get("reason") or run.error or "not decided yet"),
+            (gettext("champion (in service at the start)"), run_link(facts.get("champion_run"))),
+            (gettext("challenger"), run_link(facts.get("challenger_run"))),
+            (gettext("export"), ngettext("%(file)s (%(n)s tree)", "%(file)s (%(n)s trees)", facts["export_trees"])
+             % {"file": facts["export_file"], "n": facts["export_trees"]} if "export_file" in facts else "-"),
+            (gettext("held-out pairs (the challenger's)"), facts.get("pairs", "-")),
+            (gettext("champion accuracy"), figure(facts.get("champion_accuracy"))),
+            (gettext("challenger accuracy"), figure(facts.get("challenger_accuracy"))),
+            (gettext("length rule"), figure(facts.get("length_rule"))),
+            (gettext("margin"), facts.get("margin", "-")),
+            (gettext("decision"), facts.get("reason") or run.error or gettext("not decided yet")),
         ]
         return format_html_join("", "<div>{}: {}</div>", rows)
 
@@ -89,7 +92,7 @@ class ChallengeAdminMixin:
         except ValidationError as error:
             self.message_user(request, " ".join(error.messages), messages.ERROR)
             return redirect("admin:training_trainingrun_changelist")
-        self.message_user(request, f"{run} queued on the training queue.", messages.SUCCESS)
+        self.message_user(request, gettext("%(run)s queued on the training queue.") % {"run": run}, messages.SUCCESS)
         return redirect("admin:training_trainingrun_change", run.pk)
 
     def cancel_view(self, request, run_id: int):
@@ -107,9 +110,9 @@ class ChallengeAdminMixin:
             except ValidationError as error:
                 self.message_user(request, " ".join(error.messages), messages.ERROR)
             else:
-                self.message_user(request, f"Cancelled: {run}.", messages.SUCCESS)
+                self.message_user(request, gettext("Cancelled: %(run)s.") % {"run": run}, messages.SUCCESS)
 
         form = reason_form(request, CANCEL_REASONS, applied=request.method == "POST")
-        response = confirm_then_apply(self, request, [run], form=form, title="Cancel the run", action="",
+        response = confirm_then_apply(self, request, [run], form=form, title=gettext("Cancel the run"), action="",
                                       back=back, apply=apply)
         return response or HttpResponseRedirect(back)

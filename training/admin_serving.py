@@ -9,18 +9,20 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from oasst.moderation_forms import confirm_then_apply, reason_form
 from training import serving
 from training.models import TrainingRun
 
 SERVICE_STEPS = {
-    "promote": ("Put in service", [("beats the model in service", "Beats the model in service"),
-                                   ("first model", "First model")], serving.reward_model_promote),
-    "retire": ("Take out of service", [("worse than expected", "Worse than expected"),
-                                       ("replaced", "Replaced")], serving.reward_model_retire),
-    "rescore": ("Re-score the live replies", [("resume after a worker stopped", "Resume after a worker stopped")],
-                serving.reward_model_rescore),
+    "promote": (_("Put in service"), [("beats the model in service", _("Beats the model in service")),
+                                      ("first model", _("First model"))], serving.reward_model_promote),
+    "retire": (_("Take out of service"), [("worse than expected", _("Worse than expected")),
+                                          ("replaced", _("Replaced"))], serving.reward_model_retire),
+    "rescore": (_("Re-score the live replies"),
+                [("resume after a worker stopped", _("Resume after a worker stopped"))], serving.reward_model_rescore),
 }
 
 
@@ -30,20 +32,21 @@ class ServingAdminMixin:
     def has_promote_permission(self, request) -> bool:
         return request.user.is_active and request.user.is_staff and request.user.has_perm(serving.PROMOTE_PERMISSION)
 
-    @admin.display(description="in service", boolean=True)
+    @admin.display(description=_("in service"), boolean=True)
     def in_service_mark(self, run: TrainingRun) -> bool:
         return run.in_service
 
-    @admin.display(description="reward model in service")
+    @admin.display(description=_("reward model in service"))
     def service(self, run: TrainingRun) -> str:
         """In service since when, with the re-scoring progress."""
         if run.kind != TrainingRun.Kind.REWARD_MODEL:
             return format_html("{}", "-")
         if not run.in_service:
-            return format_html("{}", "Not in service.")
+            return format_html("{}", gettext("Not in service."))
         done, total = serving.rescore_progress(run)
-        return format_html("In service since {}; live replies scored by this run: {} of {}.",
-                           run.in_service_since.strftime("%Y-%m-%d %H:%M"), done, total)
+        return format_html("{}", gettext("In service since %(since)s; live replies scored by this run: %(done)s of "
+                                         "%(total)s.") % {"since": run.in_service_since.strftime("%Y-%m-%d %H:%M"),
+                                                          "done": done, "total": total})
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """The buttons of the steps this moderator may take on this run (change_form.html shows them)."""
@@ -78,7 +81,8 @@ class ServingAdminMixin:
             except ValidationError as error:
                 self.message_user(request, " ".join(error.messages), messages.ERROR)
             else:
-                self.message_user(request, f"{title}: {run}.", messages.SUCCESS)
+                self.message_user(request, gettext("%(step)s: %(run)s.") % {"step": title, "run": run},
+                                  messages.SUCCESS)
 
         form = reason_form(request, choices, applied=request.method == "POST")
         response = confirm_then_apply(self, request, [run], form=form, title=title, action="", back=back, apply=apply)

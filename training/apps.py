@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 from oasst.signals import user_data_requested
 from tasks.signals import reply_accepted
@@ -6,7 +7,7 @@ from tasks.signals import reply_accepted
 
 class TrainingConfig(AppConfig):
     name = "training"
-    verbose_name = "Training runs"
+    verbose_name = _("Training runs")
 
     def ready(self) -> None:
         """"Download my data" gets the training app's section (oasst.signals; oasst cannot import training), and

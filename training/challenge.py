@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from django.conf import settings
+from django.utils.translation import gettext
 
 from oasst.audit import check_permission
 from oasst.errors import Conflict, ServiceError
@@ -47,8 +48,8 @@ def challenge_decision(*, challenger: float, length_rule: float, champion: float
 def check_no_challenge_active() -> None:
     active = TrainingRun.objects.filter(kind=TrainingRun.Kind.CHALLENGE, status__in=services.ACTIVE).first()
     if active is not None:
-        raise Conflict(f"Challenge run {active.pk} is {active.status}: one challenge at a time.",
-                       code="challenge_active")
+        raise Conflict(gettext("Challenge run %(id)s is %(status)s: one challenge at a time.")
+                       % {"id": active.pk, "status": active.status}, code="challenge_active")
 
 
 def challenge_launch(*, actor) -> TrainingRun:

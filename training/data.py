@@ -2,7 +2,9 @@
 
 Accepted inputs (JSON Lines or one JSON array, gzip when the name ends in ``.gz``): the tree format (one tree per line
 with a nested ``prompt``), message files (one node per line, flat with ``parent_id`` or nested with
-``replies``) and the Hugging Face release's flat rows. Nothing here touches the database.
+``replies``) and the Hugging Face release's flat rows; also Parquet files of such rows and the release folder
+``export_trees --format hf`` writes (all its splits read as one source: training makes its own split by tree).
+Nothing here touches the database.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 MAX_REPLIES_PER_GROUP = 5
+PARQUET_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,17 @@ def open_export(path: str | Path):
     return path.open(encoding="utf-8")
 
 
+def hf_release_files(path: str | Path) -> list[Path]:
+    """The Parquet files of a Hugging Face release folder (``data/*.parquet``, by name); none when it is not one."""
+    path = Path(path)
+    return sorted((path / "data").glob("*.parquet")) if path.is_dir() else []
+
+
 def file_sha256(path: str | Path) -> str:
+    """A file's sha256; for a release folder, the sha256 of its files' ``<sha256>  <name>`` lines."""
+    if release_files := hf_release_files(path):
+        listing = "".join(f"{file_sha256(file)}  data/{file.name}\n" for file in release_files)
+        return hashlib.sha256(listing.encode()).hexdigest()
     digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -80,8 +95,23 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def parquet_rows(paths: Iterable[Path]) -> Iterator[dict]:
+    """The rows of Parquet files, empty fields left out as the JSON exports leave them out."""
+    for path in paths:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH):
+            for row in batch.to_pylist():
+                yield {key: value for key, value in row.items() if value is not None}
+
+
 def numbered_records(path: str | Path) -> Iterator[tuple[int, object]]:
-    """(line number, value) of each JSON line; a file whose text starts with ``[`` is one JSON array (items from 1)."""
+    """(line number, value) of each JSON line; a file whose text starts with ``[`` is one JSON array (items from 1);
+    the rows of a Parquet file or of a release folder's files (numbered from 1 across them)."""
+    if release_files := hf_release_files(path):
+        yield from enumerate(parquet_rows(release_files), start=1)
+        return
+    if Path(path).suffix == ".parquet":
+        yield from enumerate(parquet_rows([Path(path)]), start=1)
+        return
     with open_export(path) as handle:
         head = handle.read(1 << 12)
         if head.lstrip().startswith("["):

@@ -12,6 +12,7 @@ from django.conf import settings
 
 from oasst.celery import job
 from training import challenge, services, serving
+from training.dependencies import training_dependencies_problem
 from training.models import TrainingRun
 from training.outputs import code_version
 from training.reward import RewardTrainingConfig, train_reward_model
@@ -27,6 +28,10 @@ def run_queued(run_id: int, train: Callable[[TrainingRun, Callable[[int, str], N
     run = services.training_run_claim(run_id=run_id)
     if run is None:
         return "not queued"
+    problem = training_dependencies_problem()
+    if problem is not None:  # `make run` without `make train-deps`: the embedded worker has no torch
+        services.training_run_fail(run=run, error=problem)
+        return run.status
     recorded = {"percent": 0}
 
     def progress(percent: int, line: str) -> None:
@@ -148,13 +153,25 @@ def runs_resend_unsent_job() -> int:
     return services.training_runs_resend_unsent()
 
 
+def scoring_possible(skipped: str) -> bool:
+    """Whether this worker can load a reward model; if not, the skipped work is logged with the reason."""
+    problem = training_dependencies_problem()
+    if problem is not None:
+        logger.warning("%s: %s", skipped, problem)
+    return problem is None
+
+
 @job(serving.SCORE_JOB)
 def replies_score_job(message_ids: list[str]) -> int:
     """Accepted replies scored by the reward model in service (none in service: nothing)."""
+    if not scoring_possible(f"replies {message_ids} not scored"):
+        return 0
     return serving.replies_score(message_ids=message_ids)
 
 
 @job(serving.RESCORE_JOB)
 def replies_rescore_job(run_id: int) -> int:
     """Every live reply scored by a newly promoted run, in batches; sent again, it resumes where it stopped."""
+    if not scoring_possible(f"replies not re-scored by run {run_id} (send it again from its page once installed)"):
+        return 0
     return serving.replies_rescore(run_id=run_id)

@@ -2,53 +2,63 @@
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class TrainingRun(models.Model):
     class Kind(models.TextChoices):
-        REWARD_MODEL = "reward_model", "reward model"
-        PPO = "ppo", "PPO"
-        DPO = "dpo", "DPO"
-        SFT = "sft", "SFT"
-        CHALLENGE = "challenge", "challenge"  # a challenger reward model trained and compared with the one in service
+        REWARD_MODEL = "reward_model", _("reward model")
+        PPO = "ppo", _("PPO")
+        DPO = "dpo", _("DPO")
+        SFT = "sft", _("SFT")
+        # a challenger reward model trained and compared with the one in service
+        CHALLENGE = "challenge", _("challenge")
 
     class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
 
-    kind = models.CharField(max_length=20, choices=Kind.choices)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
-    parameters = models.JSONField(default=dict, blank=True)
-    data_file = models.CharField(max_length=1000)
-    data_sha256 = models.CharField(max_length=64, blank=True)
-    output_dir = models.CharField(max_length=1000)
-    code_version = models.CharField(max_length=100, blank=True)
-    metrics = models.JSONField(default=dict, blank=True)
-    progress = models.PositiveSmallIntegerField(default=0)
-    log_tail = models.TextField(blank=True)
-    error = models.TextField(blank=True)
-    launched_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"
+    kind = models.CharField(verbose_name=_("kind"), max_length=20, choices=Kind.choices)
+    status = models.CharField(
+        verbose_name=_("status"), max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True,
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    parameters = models.JSONField(verbose_name=_("parameters"), default=dict, blank=True)
+    data_file = models.CharField(verbose_name=_("data file"), max_length=1000)
+    data_sha256 = models.CharField(verbose_name=_("data sha256"), max_length=64, blank=True)
+    output_dir = models.CharField(verbose_name=_("output dir"), max_length=1000)
+    code_version = models.CharField(verbose_name=_("code version"), max_length=100, blank=True)
+    metrics = models.JSONField(verbose_name=_("metrics"), default=dict, blank=True)
+    progress = models.PositiveSmallIntegerField(verbose_name=_("progress"), default=0)
+    log_tail = models.TextField(verbose_name=_("log tail"), blank=True)
+    error = models.TextField(verbose_name=_("error"), blank=True)
+    launched_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("launched by"), null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="training_runs",
+    )
+    created_at = models.DateTimeField(verbose_name=_("created at"), auto_now_add=True)
+    started_at = models.DateTimeField(verbose_name=_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(verbose_name=_("finished at"), null=True, blank=True)
     heartbeat_at = models.DateTimeField(
-        null=True, blank=True, help_text="Last sign of life from the worker; a silent running run is failed."
+        verbose_name=_("heartbeat at"), null=True, blank=True,
+        help_text=_("Last sign of life from the worker; a silent running run is failed."),
     )
     in_service = models.BooleanField(
-        default=False, help_text="The reward model that scores accepted replies; one run at a time."
+        verbose_name=_("in service"), default=False,
+        help_text=_("The reward model that scores accepted replies; one run at a time."),
     )
-    in_service_since = models.DateTimeField(null=True, blank=True)
+    in_service_since = models.DateTimeField(verbose_name=_("in service since"), null=True, blank=True)
     parents = models.ManyToManyField(
-        "self", through="TrainingRunParent", through_fields=("run", "parent"), symmetrical=False,
-        related_name="children", blank=True, help_text="The runs that wrote the model folders this run started from.",
+        "self", verbose_name=_("parents"), through="TrainingRunParent", through_fields=("run", "parent"),
+        symmetrical=False, related_name="children", blank=True,
+        help_text=_("The runs that wrote the model folders this run started from."),
     )
 
     class Meta:
+        verbose_name = _("training run")
+        verbose_name_plural = _("training runs")
         ordering = ["-created_at"]
         permissions = [
             ("launch_run", "Can launch training runs from the admin"),
@@ -69,15 +79,17 @@ class TrainingRunParent(models.Model):
     """A run started from a model folder that another (succeeded) run wrote, in one role."""
 
     class Role(models.TextChoices):
-        POLICY = "policy", "policy"
-        REWARD_MODEL = "reward_model", "reward model"
-        BASE_MODEL = "base_model", "base model"
+        POLICY = "policy", _("policy")
+        REWARD_MODEL = "reward_model", _("reward model")
+        BASE_MODEL = "base_model", _("base model")
 
     run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="parent_links")
     parent = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="child_links")
     role = models.CharField(max_length=20, choices=Role.choices)
 
     class Meta:
+        verbose_name = _("training run parent")
+        verbose_name_plural = _("training run parents")
         ordering = ["role"]
         constraints = [
             models.UniqueConstraint(fields=["run", "role"], name="training_run_one_parent_per_role"),
@@ -107,6 +119,8 @@ class RewardModelEvaluation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = _("reward model evaluation")
+        verbose_name_plural = _("reward model evaluations")
         ordering = ["-created_at", "-pk"]
         constraints = [
             models.CheckConstraint(

@@ -32,6 +32,7 @@ from training.data import (
     Turn,
     dataset_stats,
     file_sha256,
+    hf_release_files,
     load_groups,
     numbered_records,
     preference_pairs,
@@ -239,7 +240,7 @@ def without_duplicates(pairs: Sequence[PreferencePair], *, seen: set | None = No
     return kept, len(pairs) - len(kept)
 
 
-DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
+DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet")
 
 
 def _is_manifest(path: Path) -> bool:
@@ -247,12 +248,15 @@ def _is_manifest(path: Path) -> bool:
 
 
 def data_files(sources: Sequence[str | Path]) -> list[Path]:
-    """The files behind --data sources: a file as given, a folder as its data files sorted by name (not its
-    subfolders, not an export's manifest); a file named twice is read once."""
+    """The files behind --data sources: a file as given, a Hugging Face release folder as one source (all its
+    splits), another folder as its data files sorted by name (not its subfolders, not an export's manifest); a file
+    named twice is read once."""
     files: list[Path] = []
     for source in sources:
         path = Path(source)
-        if path.is_dir():
+        if hf_release_files(path):
+            files.append(path)
+        elif path.is_dir():
             found = sorted(
                 child for child in path.iterdir()
                 if child.is_file() and child.name.endswith(DATA_SUFFIXES) and not _is_manifest(child)
@@ -271,7 +275,7 @@ def data_files(sources: Sequence[str | Path]) -> list[Path]:
 def source_sha256(source: str | Path) -> str:
     """A file's sha256; for a folder, the sha256 of its ``<sha256>  <name>`` lines (what ``sha256sum`` prints)."""
     path = Path(source)
-    if path.is_file():
+    if path.is_file() or hf_release_files(path):
         return file_sha256(path)
     listing = "".join(f"{file_sha256(file)}  {file.name}\n" for file in data_files([path]))
     return hashlib.sha256(listing.encode()).hexdigest()

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from oasst.audit import check_permission, moderation_record
 from oasst.celery import app
@@ -130,8 +131,8 @@ def training_run_cancel(*, run: TrainingRun, actor, reason: str = "") -> Trainin
     if not TrainingRun.objects.filter(pk=run.pk, status__in=ACTIVE).update(
             status=TrainingRun.Status.CANCELLED, finished_at=now, error=error):
         status = TrainingRun.objects.filter(pk=run.pk).values_list("status", flat=True).first() or "gone"
-        raise Conflict(f"Run {run.pk} is {status}; only a queued or running run can be cancelled.",
-                       code="not_cancellable")
+        raise Conflict(gettext("Run %(id)s is %(status)s; only a queued or running run can be cancelled.")
+                       % {"id": run.pk, "status": status}, code="not_cancellable")
     run.refresh_from_db()
     challenger = (run.metrics.get("challenge") or {}).get("challenger_run") if run.metrics else None
     if challenger:

@@ -12,6 +12,7 @@ from pathlib import Path
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from oasst.audit import check_permission, moderation_record
 from oasst.celery import app
@@ -48,28 +49,30 @@ def held_out_result(run: TrainingRun) -> tuple[float, float]:
     """(accuracy, length-rule accuracy) on the run's own held-out pairs, from the metrics.json of its folder."""
     folder = Path(run.output_dir)
     if not run.output_dir or not (folder / "reward_model.json").is_file():
-        raise ServiceError(f"The model folder of run {run.pk} is missing: {run.output_dir or '(none)'}.",
-                           code="folder_missing")
+        raise ServiceError(gettext("The model folder of run %(id)s is missing: %(folder)s.")
+                           % {"id": run.pk, "folder": run.output_dir or "(none)"}, code="folder_missing")
     try:
         evaluation = json.loads((folder / "metrics.json").read_text())["eval"]
         return float(evaluation["accuracy"]), float(evaluation["length_rule"]["accuracy"])
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ServiceError(f"Run {run.pk} has no held-out evaluation in {folder / 'metrics.json'} "
-                           f"(accuracy and length rule): {error}", code="no_evaluation") from error
+        raise ServiceError(gettext("Run %(id)s has no held-out evaluation in %(file)s (accuracy and length rule): "
+                                   "%(error)s") % {"id": run.pk, "file": folder / "metrics.json", "error": error},
+                           code="no_evaluation") from error
 
 
 def check_promotable(run: TrainingRun) -> tuple[float, float]:
     """A succeeded reward-model run whose folder is there and whose held-out accuracy beats the length rule."""
     if run.kind != TrainingRun.Kind.REWARD_MODEL:
-        raise ServiceError(f"Run {run.pk} is a {run.get_kind_display()} run; only a reward model can be put in "
-                           "service.", code="not_reward_model")
+        raise ServiceError(gettext("Run %(id)s is a %(kind)s run; only a reward model can be put in service.")
+                           % {"id": run.pk, "kind": run.get_kind_display()}, code="not_reward_model")
     if run.status != TrainingRun.Status.SUCCEEDED:
-        raise ServiceError(f"Run {run.pk} is {run.status}; only a succeeded run can be put in service.",
-                           code="not_succeeded")
+        raise ServiceError(gettext("Run %(id)s is %(status)s; only a succeeded run can be put in service.")
+                           % {"id": run.pk, "status": run.status}, code="not_succeeded")
     accuracy, length_rule = held_out_result(run)
     if accuracy <= length_rule:
-        raise ServiceError(f"Run {run.pk} does not beat the length rule on its held-out pairs: accuracy "
-                           f"{accuracy:.3f}, length rule {length_rule:.3f}.", code="below_length_rule")
+        raise ServiceError(gettext("Run %(id)s does not beat the length rule on its held-out pairs: accuracy "
+                                   "%(accuracy).3f, length rule %(rule).3f.")
+                           % {"id": run.pk, "accuracy": accuracy, "rule": length_rule}, code="below_length_rule")
     return accuracy, length_rule
 
 
@@ -78,7 +81,7 @@ def runs_locked(run: TrainingRun) -> tuple[TrainingRun, TrainingRun | None]:
     rows = {row.pk: row for row in TrainingRun.objects.select_for_update().filter(
         Q(pk=run.pk) | Q(in_service=True)).order_by("pk")}
     if run.pk not in rows:
-        raise ServiceError(f"Run {run.pk} no longer exists.", code="run_missing")
+        raise ServiceError(gettext("Run %(id)s no longer exists.") % {"id": run.pk}, code="run_missing")
     current = next((row for row in rows.values() if row.in_service), None)
     return rows[run.pk], current
 
@@ -96,7 +99,7 @@ def reward_model_put_in_service(*, run: TrainingRun, actor, reason: str = "") ->
     that its challenger won (actor None: the audit entry names no person)."""
     run, current = runs_locked(run)
     if run.in_service:
-        raise Conflict(f"Run {run.pk} is already in service.", code="already_in_service")
+        raise Conflict(gettext("Run %(id)s is already in service.") % {"id": run.pk}, code="already_in_service")
     accuracy, length_rule = check_promotable(run)
     if current is not None:
         TrainingRun.objects.filter(pk=current.pk).update(in_service=False, in_service_since=None)
@@ -115,7 +118,7 @@ def run_in_service_locked(run: TrainingRun, actor) -> TrainingRun:
     check_permission(actor, PROMOTE_PERMISSION)
     run, _ = runs_locked(run)
     if not run.in_service:
-        raise Conflict(f"Run {run.pk} is not in service.", code="not_in_service")
+        raise Conflict(gettext("Run %(id)s is not in service.") % {"id": run.pk}, code="not_in_service")
     return run
 
 

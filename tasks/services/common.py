@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.db.models import F
 from django.db.models.functions import Greatest
+from django.utils.translation import gettext, gettext_noop
 
 from oasst.errors import Conflict, Forbidden, NotFound, ServiceError
 from oasst.languages import LANGUAGES
@@ -36,27 +37,36 @@ def count_decrement(field: str):
 
 def check_can_work(user: User) -> None:
     if user.is_banned:
-        raise Forbidden("Your account is banned from contributing.", code="banned")
+        raise Forbidden(gettext("Your account is banned from contributing."), code="banned")
     if user.tos_accepted_at is None:
-        raise Forbidden("Accept the terms of service before you contribute.", code="tos_not_accepted")
+        raise Forbidden(gettext("Accept the terms of service before you contribute."), code="tos_not_accepted")
 
 
 def check_language(lang: str) -> None:
     if lang not in LANGUAGES:
-        raise ServiceError(f"Unknown language {lang!r}.", code="invalid_language")
+        raise ServiceError(gettext("Unknown language %(lang)s.") % {"lang": repr(lang)}, code="invalid_language")
+
+
+# Whole sentences per field (never "The %(field)s ..."): a translator needs the noun's gender and case.
+TEXT_FIELD_ERRORS = {
+    "text": (gettext_noop("The text must be a string."), gettext_noop("The text is empty."),
+             gettext_noop("The text is longer than %(max)s characters.")),
+    "comment": (gettext_noop("The comment must be a string."), gettext_noop("The comment is empty."),
+                gettext_noop("The comment is longer than %(max)s characters.")),
+}
 
 
 def clean_text(text: object, *, config: TreeConfig, field: str = "text", allow_empty: bool = False) -> str:
     if text is None:
         text = ""
     if not isinstance(text, str):
-        raise ServiceError(f"The {field} must be a string.", code=f"invalid_{field}")
+        raise ServiceError(gettext(TEXT_FIELD_ERRORS[field][0]), code=f"invalid_{field}")
     text = text.strip()
     check_text(text, what=field, code=f"invalid_{field}")
     if not text and not allow_empty:
-        raise ServiceError(f"The {field} is empty.", code=f"empty_{field}")
+        raise ServiceError(gettext(TEXT_FIELD_ERRORS[field][1]), code=f"empty_{field}")
     if len(text) > config.max_text_length:
-        raise ServiceError(f"The {field} is longer than {config.max_text_length} characters.",
+        raise ServiceError(gettext(TEXT_FIELD_ERRORS[field][2]) % {"max": config.max_text_length},
                            code=f"{field}_too_long")
     return text
 
@@ -66,18 +76,18 @@ def task_locked(task_id) -> Task:
     try:
         return Task.objects.select_related("item").select_for_update(of=("self",), no_key=True).get(pk=task_id)
     except (Task.DoesNotExist, ValueError, TypeError):
-        raise NotFound("No such task.", code="task_not_found") from None
+        raise NotFound(gettext("No such task."), code="task_not_found") from None
 
 
 def check_task_open(task: Task, user: User, now) -> None:
     if task.user_id != user.pk:
-        raise NotFound("No such task.", code="task_not_found")  # another user's task is not disclosed
+        raise NotFound(gettext("No such task."), code="task_not_found")  # another user's task is not disclosed
     if task.done:
-        raise Conflict("This task is already done.", code="task_done")
+        raise Conflict(gettext("This task is already done."), code="task_done")
     if task.skipped:
-        raise Conflict("This task was skipped.", code="task_skipped")
+        raise Conflict(gettext("This task was skipped."), code="task_skipped")
     if task.expired or task.expires_at <= now:
-        raise Conflict("This task has expired.", code="task_expired")
+        raise Conflict(gettext("This task has expired."), code="task_expired")
 
 
 def task_finish(task: Task, user: User, now, *, event: str, message_id) -> None:

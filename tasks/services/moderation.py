@@ -8,6 +8,7 @@ released (user_open_tasks_release)."""
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils.translation import gettext
 
 from oasst.audit import check_permission, clean_reason, moderation_record
 from oasst.enqueue import enqueue_on_commit
@@ -96,7 +97,7 @@ def message_edit(*, actor: User, message_id, text: object, reason: str = "") -> 
     text = clean_text(text, config=tree_config())
     _, message = message_for_update(message_id)
     if text == message.text:
-        raise ServiceError("The text is unchanged.", code="unchanged")
+        raise ServiceError(gettext("The text is unchanged."), code="unchanged")
     MessageRevision.objects.create(message=message, text=message.text, editor=actor)
     before = _message_state(message)
     message.text, message.edited = text, True
@@ -122,16 +123,16 @@ def flag_resolve(*, actor: User, flag_id, decision: str, reason: str = "") -> Fl
     """Process a flagged-queue entry: dismiss it, delete the message, or delete it and ban its author."""
     check_permission(actor, "tasks.moderate_message")
     if decision not in ("dismiss", "delete", "ban"):
-        raise ServiceError("decision must be dismiss, delete or ban.", code="invalid_decision")
+        raise ServiceError(gettext("decision must be dismiss, delete or ban."), code="invalid_decision")
     if not isinstance(reason, str) or len(reason.strip()) > MAX_MODERATION_REASON:
-        raise ServiceError(f"The reason must be text of at most {MAX_MODERATION_REASON} characters.",
-                           code="reason_too_long")
+        raise ServiceError(gettext("The reason must be text of at most %(max)s characters.")
+                           % {"max": MAX_MODERATION_REASON}, code="reason_too_long")
     reason = reason.strip()
     check_text(reason, what="reason", code="invalid_reason")
     try:
         flag = FlaggedMessage.objects.select_for_update(no_key=True).select_related("message").get(pk=flag_id)
     except (FlaggedMessage.DoesNotExist, ValueError, TypeError):
-        raise NotFound("No such flagged message.", code="flag_not_found") from None
+        raise NotFound(gettext("No such flagged message."), code="flag_not_found") from None
     if decision in ("delete", "ban"):
         message_delete(actor=actor, message_id=flag.message_id, reason=reason or "flagged")
     if decision == "ban" and flag.message.author_id:
@@ -148,11 +149,11 @@ def tree_move(*, actor: User, tree_id, state: str, reason: str = "") -> MessageT
     """Move a tree to another state along SPEC's arrows (halt, resume, abort, or the next state)."""
     check_permission(actor, "tasks.moderate_tree")
     if state not in TreeState.values:
-        raise ServiceError(f"Unknown tree state {state!r}.", code="invalid_state")
+        raise ServiceError(gettext("Unknown tree state %(state)s.") % {"state": repr(state)}, code="invalid_state")
     try:
         tree = tree_locked(tree_id)
     except (MessageTree.DoesNotExist, ValueError, TypeError):
-        raise NotFound("No such tree.", code="tree_not_found") from None
+        raise NotFound(gettext("No such tree."), code="tree_not_found") from None
     before = {"state": tree.state}
     abortable = tree_manager.ACTIVE_STATES | {TreeState.HALTED_BY_MODERATOR}
     if state == TreeState.ABORTED_LOW_GRADE and tree.state in abortable:
@@ -177,7 +178,7 @@ def user_purge_messages(*, actor: User, user_id, since=None, until=None, reason:
     how many messages were deleted. Each message is deleted in its own short transaction."""
     moderated_user(actor, user_id, action="purge the messages of", lock=False)
     if since and until and since > until:
-        raise ServiceError("The start of the range is after its end.", code="invalid_range")
+        raise ServiceError(gettext("The start of the range is after its end."), code="invalid_range")
     messages = Message.objects.filter(author_id=user_id, deleted=False)
     if since:
         messages = messages.filter(created_at__gte=since)

@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 
 from oasst.celery import job
 from oasst.enqueue import enqueue_on_commit
@@ -59,7 +60,8 @@ def task_request(*, user: User, task_type: str = "random", lang: str, rng: rando
     check_language(lang)
     config = tree_config()
     if task_type != "random" and task_type not in tree_manager.enabled_task_types(config):
-        raise ServiceError(f"Unknown or disabled task type {task_type!r}.", code="invalid_task_type")
+        raise ServiceError(gettext("Unknown or disabled task type %(type)s.") % {"type": repr(task_type)},
+                           code="invalid_task_type")
     rng = rng or random.Random()
     now = timezone.now()
     pools = selectors.pools_for(task_type, config)
@@ -78,11 +80,13 @@ def task_request(*, user: User, task_type: str = "random", lang: str, rng: rando
                 return _task_create(user=user, candidate=candidate, lang=lang, config=config, now=now, rng=rng)
         except _LostRace:
             continue
-    raise NotFound("No task of this kind is available right now.", code="no_task")
+    raise NotFound(gettext("No task of this kind is available right now."), code="no_task")
 
 
 def _pending_cap_reached(config: TreeConfig) -> RateLimited:
-    return RateLimited(f"You hold {config.max_pending_tasks_per_user} open tasks: finish or skip one first.",
+    return RateLimited(ngettext("You hold %(n)s open task: finish or skip it first.",
+                                "You hold %(n)s open tasks: finish or skip one first.",
+                                config.max_pending_tasks_per_user) % {"n": config.max_pending_tasks_per_user},
                        code="too_many_pending_tasks")
 
 
@@ -197,11 +201,12 @@ def _task_acked(*, user: User, task_id, now) -> Task | None:
 def task_nack(*, user: User, task_id, reason: str = "") -> Task:
     """Skip a task: its slot is released and the item is not offered to this user again."""
     if not isinstance(reason, str):
-        raise ServiceError("The reason must be a string.", code="invalid_reason")
+        raise ServiceError(gettext("The reason must be a string."), code="invalid_reason")
     reason = reason.strip()
     check_text(reason, what="reason", code="invalid_reason")
     if len(reason) > MAX_REASON:
-        raise ServiceError(f"The reason is longer than {MAX_REASON} characters.", code="reason_too_long")
+        raise ServiceError(gettext("The reason is longer than %(max)s characters.") % {"max": MAX_REASON},
+                           code="reason_too_long")
     task = task_locked(task_id)
     check_task_open(task, user, timezone.now())
     task.skipped = True

@@ -7,6 +7,7 @@ import logging
 
 from django.db import transaction
 from django.db.models import Count
+from django.utils.translation import gettext
 
 from oasst.errors import Conflict, Forbidden, ServiceError
 from oasst.models import User
@@ -26,12 +27,12 @@ def emoji_set(*, user: User, message_id, emoji: object, op: object) -> dict[str,
     """Add or remove one reaction; +1 and -1 exclude each other. Returns the message's counts."""
     check_can_work(user)
     if emoji not in Emoji.values:
-        raise ServiceError(f"Unknown emoji {emoji!r}.", code="invalid_emoji")
+        raise ServiceError(gettext("Unknown emoji %(emoji)s.") % {"emoji": repr(emoji)}, code="invalid_emoji")
     if op not in ("add", "remove"):
-        raise ServiceError("op must be add or remove.", code="invalid_op")
+        raise ServiceError(gettext("op must be add or remove."), code="invalid_op")
     tree, message = visible_message_for_update(message_id)
     if message.author_id == user.pk:
-        raise Forbidden("You cannot react to your own message.", code="own_message")
+        raise Forbidden(gettext("You cannot react to your own message."), code="own_message")
     reactions = EmojiReaction.objects.filter(message=message, user=user)
     if op == "remove":
         reactions.filter(emoji=emoji).delete()
@@ -56,13 +57,14 @@ def message_report(*, user: User, message_id, reason: object) -> FlaggedMessage:
     before it only gets the reason added."""
     check_can_work(user)
     if not isinstance(reason, str) or not reason.strip():
-        raise ServiceError("Say why you report this message.", code="empty_reason")
+        raise ServiceError(gettext("Say why you report this message."), code="empty_reason")
     check_text(reason, what="reason", code="invalid_reason")
     if len(reason.strip()) > MAX_REASON:
-        raise ServiceError(f"The reason is longer than {MAX_REASON} characters.", code="reason_too_long")
+        raise ServiceError(gettext("The reason is longer than %(max)s characters.") % {"max": MAX_REASON},
+                           code="reason_too_long")
     _, message = visible_message_for_update(message_id)
     if MessageReport.objects.filter(message=message, user=user).exclude(reason="").exists():
-        raise Conflict("You have already reported this message.", code="already_reported")
+        raise Conflict(gettext("You have already reported this message."), code="already_reported")
     return flag_add(message, reason=reason.strip(), reporter=user)
 
 

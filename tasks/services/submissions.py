@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from oasst.errors import Conflict, Forbidden, ServiceError
 from oasst.models import User
@@ -71,8 +72,8 @@ def _text_submit(*, user: User, task: Task, text: object, client_id: object) -> 
     config = tree_config()
     now = timezone.now()
     if not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID:
-        raise ServiceError(f"client_id must be a string of at most {MAX_CLIENT_ID} characters.",
-                           code="invalid_client_id")
+        raise ServiceError(gettext("client_id must be a string of at most %(max)s characters.")
+                           % {"max": MAX_CLIENT_ID}, code="invalid_client_id")
     check_text(client_id, what="client_id", code="invalid_client_id")
     if task.done and client_id and task.user_id == user.pk:
         retried = Message.objects.filter(task=task, client_id=client_id).first()
@@ -80,7 +81,7 @@ def _text_submit(*, user: User, task: Task, text: object, client_id: object) -> 
             return retried
     check_task_open(task, user, now)
     if task.type not in TEXT_TASKS:
-        raise ServiceError("This task takes labels or a ranking, not a text.", code="wrong_submission")
+        raise ServiceError(gettext("This task takes labels or a ranking, not a text."), code="wrong_submission")
     text = clean_text(text, config=config)
     window_start = now - timedelta(minutes=config.duplicate_text_window_minutes)
     # One statement finds every clash: the same text lately, the client_id reused, a reply to this parent.
@@ -92,11 +93,11 @@ def _text_submit(*, user: User, task: Task, text: object, client_id: object) -> 
     for clash_client_id, clash_parent_id, clash_text in Message.objects.filter(same, author=user).values_list(
             "client_id", "parent_id", "text")[:3]:
         if client_id and clash_client_id == client_id:
-            raise Conflict("This client_id was already used for another message.", code="duplicate_client_id")
+            raise Conflict(gettext("This client_id was already used for another message."), code="duplicate_client_id")
         if task.item_id and clash_parent_id == task.item_id:
-            raise Conflict("You already replied to this message.", code="already_replied")
+            raise Conflict(gettext("You already replied to this message."), code="already_replied")
         if clash_text == text:
-            raise Conflict("You sent the same text recently.", code="duplicate_text")
+            raise Conflict(gettext("You sent the same text recently."), code="duplicate_text")
 
     if task.type == TaskType.INITIAL_PROMPT:
         tree_id = uuid.uuid4()  # the tree takes its prompt's id, as in the oasst export format
@@ -110,7 +111,7 @@ def _text_submit(*, user: User, task: Task, text: object, client_id: object) -> 
         tree = tree_locked(task.tree_id)
         parent = task.item  # read with the task; its writes happen under the tree lock now held
         if tree.state != TreeState.GROWING or parent.deleted or parent.review_result is not True:
-            raise Conflict("This conversation no longer takes replies: skip the task.", code="parent_closed")
+            raise Conflict(gettext("This conversation no longer takes replies: skip the task."), code="parent_closed")
         message = Message.objects.create(
             tree=tree, parent=parent, author=user, task=task, client_id=client_id,
             role=Role.ASSISTANT if parent.role == Role.PROMPTER else Role.PROMPTER,
@@ -119,7 +120,7 @@ def _text_submit(*, user: User, task: Task, text: object, client_id: object) -> 
         still_open = Message.objects.filter(pk=parent.pk, deleted=False, review_result=True).update(
             children_count=F("children_count") + 1, replies_pending=count_decrement("replies_pending"))
         if not still_open:  # deleted by a moderator since the task was read
-            raise Conflict("This conversation no longer takes replies: skip the task.", code="parent_closed")
+            raise Conflict(gettext("This conversation no longer takes replies: skip the task."), code="parent_closed")
         tree.message_count += 1
         tree.awaiting_review += 1
         tree.replies_pending = max(tree.replies_pending - 1, 0)
@@ -132,14 +133,16 @@ def _text_submit(*, user: User, task: Task, text: object, client_id: object) -> 
 
 def _check_labels(labels: object, payload: Mapping) -> dict[str, float]:
     if not isinstance(labels, dict) or not labels:
-        raise ServiceError("labels must be an object of label name -> value.", code="invalid_labels")
+        raise ServiceError(gettext("labels must be an object of label name -> value."), code="invalid_labels")
     valid = payload.get("valid_labels", [])
     unknown = sorted(set(labels) - set(valid))
     if unknown:
-        raise ServiceError(f"Labels not valid for this task: {', '.join(unknown)}.", code="invalid_labels")
+        raise ServiceError(gettext("Labels not valid for this task: %(labels)s.") % {"labels": ", ".join(unknown)},
+                           code="invalid_labels")
     missing = [name for name in payload.get("mandatory_labels", []) if name not in labels]
     if missing:
-        raise ServiceError(f"Mandatory labels missing: {', '.join(missing)}.", code="missing_labels")
+        raise ServiceError(gettext("Mandatory labels missing: %(labels)s.") % {"labels": ", ".join(missing)},
+                           code="missing_labels")
     for name, value in labels.items():
         error = tree_manager.label_value_error(name, value)
         if error:
@@ -153,25 +156,25 @@ def _labels_submit(*, user: User, task: Task, labels: object, text: object, repo
     now = timezone.now()
     check_task_open(task, user, now)
     if task.type not in LABEL_TASKS:
-        raise ServiceError("This task takes a text or a ranking, not labels.", code="wrong_submission")
+        raise ServiceError(gettext("This task takes a text or a ranking, not labels."), code="wrong_submission")
     values = _check_labels(labels, task.payload)
     comment = clean_text(text, config=config, field="comment", allow_empty=True)
     if not isinstance(report, bool):
-        raise ServiceError("report must be true or false.", code="invalid_report")
+        raise ServiceError(gettext("report must be true or false."), code="invalid_report")
 
     message = task.item
     if message.author_id == user.pk:
-        raise Forbidden("You cannot review your own message.", code="own_message")
+        raise Forbidden(gettext("You cannot review your own message."), code="own_message")
     tree = tree_locked(task.tree_id)
     message.refresh_from_db(fields=["labels", "review_count", "review_result", "deleted"])
     review_state = TreeState.INITIAL_PROMPT_REVIEW if message.parent_id is None else TreeState.GROWING
     if message.deleted or tree.state != review_state:  # deleted, halted or moved on since the task was handed out
-        raise Conflict("This message is no longer under review: skip the task.", code="review_closed")
+        raise Conflict(gettext("This message is no longer under review: skip the task."), code="review_closed")
     try:  # the unique constraint refuses a second review; the whole transaction is then rolled back
         review = Review.objects.create(message=message, user=user, task=task, mode=task.payload.get("mode", "simple"),
                                        labels=values, text=comment, report=report)
     except IntegrityError:
-        raise Conflict("You already reviewed this message.", code="already_reviewed") from None
+        raise Conflict(gettext("You already reviewed this message."), code="already_reviewed") from None
 
     message.labels = tree_manager.labels_merge(message.labels, values)
     message.review_count += 1
@@ -199,25 +202,25 @@ def _ranking_submit(*, user: User, task: Task, ranking: object, not_rankable: bo
     now = timezone.now()
     check_task_open(task, user, now)
     if task.type not in RANK_TASKS:
-        raise ServiceError("This task takes a text or labels, not a ranking.", code="wrong_submission")
+        raise ServiceError(gettext("This task takes a text or labels, not a ranking."), code="wrong_submission")
     offered = [reply["id"] for reply in task.payload.get("reply_messages", [])]
     if not_rankable is True:
         if ranking:
-            raise ServiceError("Send either a ranking or not_rankable, not both.", code="invalid_ranking")
+            raise ServiceError(gettext("Send either a ranking or not_rankable, not both."), code="invalid_ranking")
         order: list[str] = []
     else:
         if not isinstance(ranking, list) or not all(isinstance(item, str) for item in ranking):
-            raise ServiceError("ranking must be a list of message ids, best first.", code="invalid_ranking")
+            raise ServiceError(gettext("ranking must be a list of message ids, best first."), code="invalid_ranking")
         if len(ranking) != len(offered) or set(ranking) != set(offered):
-            raise ServiceError("The ranking must order exactly the offered replies, each once.",
+            raise ServiceError(gettext("The ranking must order exactly the offered replies, each once."),
                                code="invalid_ranking")
         order = list(ranking)
 
     if Message.objects.filter(pk__in=offered, author=user).exists():
-        raise Forbidden("You cannot rank a set of replies that holds your own.", code="own_message")
+        raise Forbidden(gettext("You cannot rank a set of replies that holds your own."), code="own_message")
     tree = tree_locked(task.tree_id)
     if tree.state != TreeState.RANKING:
-        raise Conflict("This conversation is no longer being ranked: skip the task.", code="tree_not_ranking")
+        raise Conflict(gettext("This conversation is no longer being ranked: skip the task."), code="tree_not_ranking")
     result = ranking_create(parent_id=task.item_id, user=user, task=task, order=order,
                             not_rankable=not_rankable is True)
     Message.objects.filter(pk=task.item_id).update(ranking_count=F("ranking_count") + 1,

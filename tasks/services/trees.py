@@ -9,6 +9,7 @@ from collections import Counter
 
 from django.db import connection, transaction
 from django.db.models import Count, Q
+from django.utils.translation import gettext
 
 from oasst.enqueue import enqueue_on_commit
 from oasst.errors import Conflict
@@ -139,7 +140,7 @@ def tree_halt(*, tree_id) -> MessageTree:
 def tree_resume(*, tree_id) -> MessageTree:
     tree = tree_locked(tree_id)
     if tree.state != TreeState.HALTED_BY_MODERATOR or not tree.halted_from_state:
-        raise Conflict("This tree is not halted.", code="not_halted")
+        raise Conflict(gettext("This tree is not halted."), code="not_halted")
     tree_transition(tree, tree.halted_from_state)
     tree.halted_from_state = ""
     tree.save(update_fields=["halted_from_state"])

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.factories import PASSWORD
+
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 
 
@@ -16,6 +18,20 @@ def screenshot(page):
         return path
 
     return take
+
+
+@pytest.fixture
+def log_in(page, live_server):
+    """log_in(user): through the log-in page (in English: it comes before the user is known), ending on
+    the dashboard."""
+    def go(user) -> None:
+        page.goto(live_server.url + "/accounts/login/")
+        page.get_by_label("Username or email").fill(user.username)
+        page.get_by_label("Password:", exact=True).fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(live_server.url + "/dashboard/")
+
+    return go
 
 
 @pytest.fixture

@@ -106,7 +106,6 @@ def test_under_the_embedded_default_a_training_launch_returns_before_the_run_tra
     staff = UserFactory(is_staff=True)
     staff.user_permissions.add(Permission.objects.get(codename="launch_run", content_type__app_label="training"))
     client.force_login(staff)
-    monkeypatch.setattr("training.admin.default_base_model", lambda: str(tmp_path))
     started = time.monotonic()
     response = client.post(
         "/admin/training/trainingrun/add/",

@@ -214,6 +214,10 @@ MATRIX: list[Row] = [
         post(lambda w: f"/messages/{w.answer.pk}/emoji/", page(redirect("/messages/")), data={"add_emoji": "+1"}),
     ]),
     Row("favicon.ico", [get("/favicon.ico", outcomes(301))]),
+    Row("i18n/setlang/", [post("/i18n/setlang/", outcomes(redirect("/")), data={"language": "de", "next": "https://evil.example/"},
+                               note="anyone picks the interface language; an off-site next is replaced by /"),
+                          post("/i18n/setlang/", outcomes(400), data={"language": "xx", "next": "/"},
+                               note="an unknown language is refused")]),
     Row("profile/", [get("/profile/", page(200))]),
     Row("profile/settings/", [get("/profile/settings/", page(200))]),
     Row("profile/token/", [get("/profile/token/", page(200))]),
@@ -306,6 +310,8 @@ MATRIX: list[Row] = [
         get("/api/v1/exports/", api(403, researcher=200, superuser=200)),
         get("/api/v1/exports/?include_deleted=true&include_spam=true&state=growing",
             api(403, researcher=200, superuser=200), note="non-public messages: researchers only"),
+        get("/api/v1/exports/?records=hf&include_deleted=true&state=growing",
+            api(403, researcher=200, superuser=200), note="the Hugging Face zip: researchers only"),
     ]),
     # --- Admin: the site's own views -----------------------------------------------------------
     Row("admin/", [get("/admin/", admin(200, staff=200))]),
@@ -482,6 +488,9 @@ ACTIONS: dict[tuple[str, str], ActionProbe] = {
     ("tasks/messagetree", "download_export_real_ids"): ActionProbe(
         lambda w: w.tree.pk, action_answers(DOWNLOAD, moderator=REFUSED, researcher=REFUSED),
         changes_database=False),
+    ("tasks/messagetree", "download_export_hf"): ActionProbe(
+        lambda w: w.tree.pk, action_answers(DOWNLOAD, moderator=REFUSED, researcher=DOWNLOAD),
+        changes_database=False),
     ("tasks/flaggedmessage", "dismiss"): moderation(lambda w: w.flag.pk),
     ("tasks/flaggedmessage", "delete_messages"): moderation(lambda w: w.flag.pk),
     ("tasks/flaggedmessage", "delete_and_ban"): moderation(lambda w: w.flag.pk),
@@ -508,8 +517,15 @@ ACTIONS: dict[tuple[str, str], ActionProbe] = {
     ("socialaccount/socialaccount", "delete_selected"): delete_selected(lambda w: w.social.pk),
 }
 
-# Not in the URL resolver: answered by oasst.middleware.HealthCheckMiddleware before any URL matching.
-OUTSIDE_RESOLVER = [Row("healthz", [get("/healthz", outcomes(200))])]
+# Not in the URL resolver: answered by oasst.middleware.HealthCheckMiddleware before any URL matching, and
+# /metrics by oasst.middleware.MetricsMiddleware only to a scraper with the token: every role, admins included,
+# gets the 404 of an unknown path, with the token configured (_metrics_guard_armed).
+OUTSIDE_RESOLVER = [Row("healthz", [get("/healthz", outcomes(200))]), Row("metrics", [get("/metrics", outcomes(404))])]
+
+
+@pytest.fixture(autouse=True)
+def _metrics_guard_armed(settings):
+    settings.METRICS_TOKEN = "matrix-scrape-token-0123456789"  # noqa: S105
 
 
 # --- Running the table ---------------------------------------------------------------------------

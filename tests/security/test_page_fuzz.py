@@ -85,7 +85,7 @@ WITHOUT_TEXT = {
 }
 FUZZED_ROUTES = {
     "tasks/<uuid:task_id>/submit/", "tasks/<uuid:task_id>/skip/", "tasks/new/", "messages/<uuid:message_id>/report/",
-    "messages/<uuid:message_id>/emoji/", "messages/", "terms/", "language/", "preview/", "lang-check/",
+    "messages/<uuid:message_id>/emoji/", "messages/", "terms/", "language/", "i18n/setlang/", "preview/", "lang-check/",
     "profile/settings/", "profile/token/", "profile/delete/", "accounts/login/", "accounts/signup/",
     "accounts/reauthenticate/", "accounts/email/", "accounts/password/change/", "accounts/password/reset/",
 }
@@ -145,6 +145,7 @@ def page_form(world, name: str) -> PageForm:
                                                  "page": "1"}, method="get"),
         "terms": PageForm(reverse("terms"), {"accept": "on", "next": "/dashboard/"}),
         "language": PageForm(reverse("language"), {"lang": "de", "next": "/dashboard/"}),
+        "interface language": PageForm(reverse("set_language"), {"language": "de", "next": "/dashboard/"}),
         "preview": PageForm(reverse("preview"), {"text": "**bold**"}),
         "lang check": PageForm(reverse("lang-check"), {"text": "The moon pulls the oceans twice a day.", "lang": "en"}),
         "profile settings": PageForm(reverse("profile-settings"), {
@@ -171,7 +172,8 @@ FORM_NAMES = [
     *(f"submit {t}" for t in ("initial_prompt", "assistant_reply", "prompter_reply", "label_initial_prompt",
                               "label_assistant_reply", "label_prompter_reply", "rank_assistant_replies",
                               "rank_prompter_replies")),
-    "skip", "new task", "report", "emoji", "search", "terms", "language", "preview", "lang check", "profile settings",
+    "skip", "new task", "report", "emoji", "search", "terms", "language", "interface language", "preview",
+    "lang check", "profile settings",
     "token", "delete account", "login", "signup", "password reset", "reauthenticate", "add email", "password change",
     "moderator resolves a flag",
 ]
@@ -185,7 +187,7 @@ def stored_state() -> tuple:
         sorted(FlaggedMessage.objects.values_list("pk", "reports", "processed")),
         sorted(EmojiReaction.objects.values_list("pk", flat=True)),
         sorted(Task.objects.values_list("pk", "skipped", "skip_reason", "done")),
-        sorted(User.objects.values_list("pk", "username", "email", "display_name", "preferred_language",
+        sorted(User.objects.values_list("pk", "username", "email", "display_name", "preferred_language", "ui_language",
                                         "show_on_leaderboard", "is_active", "password", "tos_accepted_at")),
         ModerationEvent.objects.count(),
     )
@@ -289,7 +291,7 @@ def test_every_page_route_is_fuzzed_or_takes_no_text(db, tree_settings, moderato
 # Regressions for what the fuzzer found.
 
 
-@pytest.mark.parametrize("url_name", ["terms", "language", "moderator resolves a flag"])
+@pytest.mark.parametrize("url_name", ["terms", "language", "interface language", "moderator resolves a flag"])
 def test_a_next_url_that_reads_as_a_view_name_redirects_to_it_as_a_url(db, tree_settings, moderators_group,
                                                                       url_name):
     tree_settings(goal_tree_size=10, num_reviews_reply=1, num_reviews_initial_prompt=1, num_required_rankings=1)

@@ -102,9 +102,9 @@ def test_moderators_are_not_offered_the_admin_export_and_a_forged_post_streams_n
         client, finished_tree, moderators_group):
     prompt, _ = finished_tree
     client.force_login(_staff_member(moderators_group))
-    assert _offered_actions(client) & {"download_export", "download_export_real_ids"} == set()
+    assert _offered_actions(client) & {"download_export", "download_export_real_ids", "download_export_hf"} == set()
     assert {"halt", "resume"} <= _offered_actions(client)  # the moderation actions stay
-    for action in ("download_export", "download_export_real_ids"):
+    for action in ("download_export", "download_export_real_ids", "download_export_hf"):
         response = _admin_export(client, prompt.tree_id, action)
         assert not response.streaming and response.status_code == 302
         assert b"prompt" not in response.content
@@ -113,7 +113,7 @@ def test_moderators_are_not_offered_the_admin_export_and_a_forged_post_streams_n
 def test_researchers_download_anonymised_trees_from_the_admin(client, finished_tree, researchers_group):
     prompt, _ = finished_tree
     client.force_login(_staff_member(researchers_group))
-    assert _offered_actions(client) == {"download_export"}
+    assert _offered_actions(client) == {"download_export", "download_export_hf"}
     response = _admin_export(client, prompt.tree_id)
     assert response.status_code == 200 and response.streaming
     (tree,) = lines(response)
@@ -148,9 +148,12 @@ def test_one_permission_decides_every_export_route(client, finished_tree, modera
         allowed = role in ("researcher", "superuser")
         assert can_export(person) is allowed, role
         assert (token_client(person).get("/api/v1/exports/").status_code == 200) is allowed, role
+        assert (token_client(person).get("/api/v1/exports/?records=hf").status_code == 200) is allowed, role
         client.force_login(person)
         assert ("download_export" in _offered_actions(client)) is allowed, role
+        assert ("download_export_hf" in _offered_actions(client)) is allowed, role
         assert _admin_export(client, prompt.tree_id).streaming is allowed, role
+        assert _admin_export(client, prompt.tree_id, "download_export_hf").streaming is allowed, role
 
 
 def test_nightly_export_writes_a_dated_file_and_keeps_the_last_n(finished_tree, tmp_path):

@@ -1,5 +1,5 @@
-"""manage.py import_trees IN: load oasst tree files, message files and Hugging Face flat rows; trees the
-database holds gain the messages they lack."""
+"""manage.py import_trees IN: load oasst tree files, message files, Hugging Face flat rows and Hugging Face
+release folders (export_trees --format hf); trees the database holds gain the messages they lack."""
 
 import json
 
@@ -12,11 +12,12 @@ SHOWN_CHANGES = 10  # changed fields listed without -v 2
 
 
 class Command(BaseCommand):
-    help = ("Import oasst trees (tree files, nested/flat message files, HF rows; gz or not). Trees that exist gain "
-            "the messages they lack; differing fields of existing messages are reported. Idempotent.")
+    help = ("Import oasst trees (tree files, nested/flat message files, HF rows; gz or not; HF release folders). "
+            "Trees that exist gain the messages they lack; differing fields of existing messages are reported. "
+            "Idempotent.")
 
     def add_arguments(self, parser):
-        parser.add_argument("path", help="input file (.jsonl or .jsonl.gz)")
+        parser.add_argument("path", help="input file (.jsonl or .jsonl.gz), or a Hugging Face release folder")
         parser.add_argument("--backlog-ranking", action="store_true",
                             help="put the imported trees in backlog_ranking instead of their state in the file")
         parser.add_argument("--update-changed", action="store_true",

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from training.data import PreferencePair
+from training.dependencies import check_training_dependencies
 from training.evaluation import evaluate_preference_pairs
 from training.models import TrainingRun
 from training.outputs import code_version
@@ -100,6 +101,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=_positive_int, default=32, help="replies scored at once")
 
     def handle(self, *args, **options):
+        check_training_dependencies(CommandError)
         folder = Path(options["model"])
         checked_reward_model_folder(folder)
         sources = [options["data"]] if isinstance(options["data"], str) else options["data"]

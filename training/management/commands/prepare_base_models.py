@@ -15,6 +15,7 @@ from training.base_models import (
     prepare_smollm2,
     read_source,
 )
+from training.dependencies import check_training_dependencies
 
 
 class Command(BaseCommand):
@@ -25,6 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--force", action="store_true", help="prepare it again even if the folder exists")
 
     def handle(self, *args, **options):
+        check_training_dependencies(CommandError)
         models_dir = Path(options["models_dir"] or settings.MODELS_DIR)
         if models_dir.exists() and not models_dir.is_dir():
             raise CommandError(f"--models-dir {models_dir} is a file, not a folder")

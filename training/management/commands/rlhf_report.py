@@ -9,6 +9,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from training.data import PROMPT_KINDS
+from training.dependencies import check_training_dependencies
 from training.management.commands.evaluate_reward_model import checked_reward_model_folder
 from training.rlhf_report import RLHFReportConfig, rlhf_report, table_rows
 from training.sft import check_policy_folder
@@ -45,6 +46,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        check_training_dependencies(CommandError)
         from tqdm import tqdm
 
         config = RLHFReportConfig(

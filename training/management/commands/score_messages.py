@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from tasks.models import Message, MessageTree, TreeState
 from tasks.services import message_reward_scores_set
+from training.dependencies import check_training_dependencies
 from training.reward import load_reward_model, score_replies
 from training.selectors import training_run_of_folder
 from training.serving import replies_with_conversations
@@ -27,6 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=32)
 
     def handle(self, *args, **options):
+        check_training_dependencies(CommandError)
         folder = Path(options["reward_model"])
         if not (folder / "reward_model.json").is_file():
             raise CommandError(f"no reward model at {folder} (expected the folder train_reward_model writes)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
+from training.dependencies import check_training_dependencies
 from training.dpo import DPOTrainingConfig, number_or_na, train_dpo
 from training.management.commands import train_reward_model
 from training.models import TrainingRun
@@ -24,6 +25,7 @@ class Command(train_reward_model.Command):
         parser.add_argument("--beta", type=float, default=defaults.beta, help="strength of the pull to the reference")
 
     def handle(self, *args, **options):
+        check_training_dependencies(CommandError)
         train_reward_model.raise_on_sigterm()
         data = train_reward_model.checked_data_file(options, positive=("epochs", "lr", "beta"))
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from training.data import PROMPT_KINDS, file_sha256
+from training.dependencies import check_training_dependencies
 from training.management.commands.train_reward_model import raise_on_sigterm
 from training.models import TrainingRun
 from training.outputs import code_version
@@ -61,6 +62,7 @@ class Command(BaseCommand):
             parser.add_argument(f"--{option.replace('_', '-')}", type=kind, default=defaults[field])
 
     def handle(self, *args, **options):
+        check_training_dependencies(CommandError)
         raise_on_sigterm()
         prompts, reward_model = Path(options["prompts"]), Path(options["reward_model"])
         if not prompts.is_file():

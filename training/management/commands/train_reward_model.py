@@ -10,6 +10,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from training.dependencies import check_training_dependencies
 from training.jobs import BULKY_METRICS
 from training.models import TrainingRun
 from training.pairs import OASST, check_sources, detect_layout, source_sha256
@@ -151,6 +152,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        check_training_dependencies(CommandError)
         raise_on_sigterm()
         if options["cv"] and options["cv"] < 2:
             raise CommandError(f"--cv needs at least 2 folds, not {options['cv']} (leave it out: no cross-validation)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
+from training.dependencies import check_training_dependencies
 from training.management.commands import train_reward_model
 from training.models import TrainingRun
 from training.pairs import data_files
@@ -38,6 +39,7 @@ class Command(train_reward_model.Command):
         parser.add_argument("--sample-tokens", type=int, default=defaults.sample_tokens, help="length of those replies")
 
     def handle(self, *args, **options):
+        check_training_dependencies(CommandError)
         train_reward_model.raise_on_sigterm()
         if options.get("eval_data"):
             raise CommandError("train_sft measures the run on held-out trees of --data: --eval-data is not read")
