@@ -54,14 +54,14 @@ def test_the_guideline_panel_opens_closes_and_stays_as_it_was_left(live_server, 
     open_task(page, live_server, "assistant_reply")
     panel = page.locator("details.guidelines")
     assert panel.get_attribute("open") is not None  # a newcomer sees it first
-    assert panel.get_by_text("Good answer").is_visible() and panel.get_by_text("Bad answer").is_visible()
+    assert panel.get_by_text("Good example").is_visible() and panel.get_by_text("Bad example").is_visible()
     panel.locator("summary").click()
     assert panel.get_attribute("open") is None
     page.reload()
     assert page.locator("details.guidelines").get_attribute("open") is None
-    assert not page.get_by_text("Good answer").is_visible()
+    assert not page.get_by_text("Good example").is_visible()
     page.locator("details.guidelines summary").click()
-    assert page.get_by_text("Good answer").is_visible()
+    assert page.get_by_text("Good example").is_visible()
     page.reload()
     assert page.locator("details.guidelines").get_attribute("open") is not None
     assert page.get_by_text("Submissions are final").is_visible()

@@ -216,7 +216,7 @@ def test_task_page_query_count_is_fixed(client, task_of_type, task_type, django_
 def test_every_task_page_teaches_the_job(client, task_of_type, task_type):
     task = task_of_type(task_type)
     page = client.get(f"/tasks/{task.pk}/").content.decode()
-    assert f'data-guidelines="{task_type}"' in page and "Good answer" in page and "Bad answer" in page
+    assert f'data-guidelines="{task_type}"' in page and "Good example" in page and "Bad example" in page
     assert 'id="session-progress"' in page and "0 tasks done" in page
     assert "Submissions are final" in page
     if task_type == "label_initial_prompt":
