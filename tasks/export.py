@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import secrets
 from collections.abc import Callable, Iterable, Iterator
@@ -228,7 +229,8 @@ def open_output(path: str | Path, gzip_level: int = GZIP_LEVEL):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # `export_trees out/trees.jsonl.gz` on a fresh checkout
     if path.suffix == ".gz":
-        return gzip.open(path, "wt", compresslevel=gzip_level, encoding="utf-8")
+        # mtime=0: the same data gives the same file, and the manifest's checksum depends on the data only
+        return io.TextIOWrapper(gzip.GzipFile(path, "wb", compresslevel=gzip_level, mtime=0), encoding="utf-8")
     return open(path, "w", encoding="utf-8")
 
 

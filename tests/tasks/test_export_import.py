@@ -450,3 +450,15 @@ def test_export_trees_creates_the_folder_it_writes_into(tmp_path):
     MessageTree.objects.filter(pk=prompt.tree_id).update(state=TreeState.READY_FOR_EXPORT)
     rows = export(tmp_path, name="out/nested/trees.jsonl.gz")
     assert len(rows) == 1 and manifest_path_for(tmp_path / "out" / "nested" / "trees.jsonl.gz").is_file()
+
+
+def test_the_same_trees_exported_at_different_times_give_the_same_gzip_file(tmp_path, monkeypatch):
+    """A release's checksum depends on its data only: gzip's header carries no time."""
+    builders.write_prompt(UserFactory(), text="Why do cats purr when they are content?")
+    files = []
+    for moment in (1_000_000_000, 2_000_000_000):
+        monkeypatch.setattr(gzip.time, "time", lambda moment=moment: moment)
+        files.append(export_to_file(path=tmp_path / str(moment) / "trees.jsonl.gz", filters=ExportFilters(states=()),
+                                    fmt="trees", anonymize_seed="s"))
+    assert files[0].sha256 == files[1].sha256
+    assert files[0].trees > 0
