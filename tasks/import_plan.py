@@ -128,8 +128,11 @@ def _parents_first(rows: list[dict], known_depth: dict) -> list[dict]:
     by_parent: dict = {}
     for row in rows:
         by_parent.setdefault(row.get("parent_id") or None, []).append(row)
-    ordered, frontier = [], deque((child, depth + 1) for known, depth in known_depth.items()
-                                  for child in by_parent.pop(known, ()))
+    # the children of known messages in the file's order (not the known messages' order, which a query gives)
+    ordered, frontier = [], deque((row, known_depth[row.get("parent_id") or None] + 1) for row in rows
+                                  if (row.get("parent_id") or None) in known_depth)
+    for known in known_depth:
+        by_parent.pop(known, None)
     while frontier:  # breadth first, in the file's order
         row, depth = frontier.popleft()
         row["depth"] = depth
